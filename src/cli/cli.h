@@ -1,0 +1,17 @@
+/*
+ * cli.h — the spillway command-line tool. Each subcommand lives in its own
+ * src/cli/cmd_<name>.c and is listed once in main.c's table. A command
+ * returns the process exit status: 0 success, 1 failure (after printing
+ * "spillway <cmd>: <message>" to stderr), 2 usage error.
+ */
+#ifndef SW_CLI_H
+#define SW_CLI_H
+
+int cmd_inspect(int argc, char **argv);
+
+/* Prints "spillway: <msg>" to stderr and returns 1. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parses "16G", "512MiB", "1.5g", "4096" (bytes); returns -1 if invalid. */
+long long cli_parse_size(const char *s);
+
+#endif

@@ -1,0 +1,87 @@
+/* main.c — spillway's entry point: dispatches to a subcommand. */
+#include "cli/cli.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPILLWAY_VERSION "0.1.0"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command g_commands[] = {
+    {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors (--json, --dump)"},
+};
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("spillway: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+long long cli_parse_size(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0)
+        return -1;
+    double mul = 1;
+    switch (tolower((unsigned char)*end)) {
+    case 0: break;
+    case 'k': mul = 1024.0; end++; break;
+    case 'm': mul = 1024.0 * 1024; end++; break;
+    case 'g': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 't': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: return -1;
+    }
+    if (*end == 'i' || *end == 'I')
+        end++;
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end)
+        return -1;
+    return (long long)(v * mul);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "spillway %s — run large language models larger than memory\n\n"
+               "usage: spillway COMMAND [ARGS...]\n\ncommands:\n",
+            SPILLWAY_VERSION);
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", g_commands[i].name, g_commands[i].help);
+    fprintf(f, "\n'spillway COMMAND --help' describes a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("spillway %s\n", SPILLWAY_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        if (!strcmp(argv[1], g_commands[i].name))
+            return g_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "spillway: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,127 @@
+/*
+ * quant.h — tensor storage types: layouts, conversion and dot products.
+ *
+ * One table describes every tensor type spillway knows (ids are ggml's, as
+ * GGUF stores them): its name, how many elements a block holds and how many
+ * bytes it takes. Types we can compute with also have to_float (exact
+ * dequantization: bit-identical to the GGUF ecosystem's reference), and some
+ * have from_float (quantization, used by the model generator and tests).
+ *
+ * Dot products. A weight row of type T is multiplied with an activation row
+ * that has first been converted to T's activation type (traits->vec_dot_type):
+ * float32 for F32/F16/BF16, Q8_0 for the 32-element types, Q8_1 for Q4_1 and
+ * Q5_1 (which need the block sums), Q8_K for the 256-element K-quants and
+ * IQ4_XS. The integer kernels then work on int8 x small-int products.
+ *
+ * Kernels. A scalar reference of every kernel is always built
+ * (quant_ref.c); AVX2 and AVX-512 versions (quant_*_avx2.c, *_avx512.c) are
+ * compiled with their own flags and installed over the reference once, at
+ * quant_init(), according to CPUID. quant_kernels_for() returns the table of
+ * a given ISA so tests can compare each SIMD kernel with the reference.
+ *
+ * Invariants: n (elements) passed to a kernel is a multiple of the type's
+ * block size; pointers need no alignment beyond the block struct's own.
+ */
+#ifndef SW_QUANT_H
+#define SW_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/blocks.h"
+
+/* ggml type ids, as stored in GGUF tensor infos. */
+typedef enum quant_type {
+    QT_F32 = 0,
+    QT_F16 = 1,
+    QT_Q4_0 = 2,
+    QT_Q4_1 = 3,
+    QT_Q5_0 = 6,
+    QT_Q5_1 = 7,
+    QT_Q8_0 = 8,
+    QT_Q8_1 = 9,
+    QT_Q2_K = 10,
+    QT_Q3_K = 11,
+    QT_Q4_K = 12,
+    QT_Q5_K = 13,
+    QT_Q6_K = 14,
+    QT_Q8_K = 15,
+    QT_IQ2_XXS = 16,
+    QT_IQ2_XS = 17,
+    QT_IQ3_XXS = 18,
+    QT_IQ1_S = 19,
+    QT_IQ4_NL = 20,
+    QT_IQ3_S = 21,
+    QT_IQ2_S = 22,
+    QT_IQ4_XS = 23,
+    QT_I8 = 24,
+    QT_I16 = 25,
+    QT_I32 = 26,
+    QT_I64 = 27,
+    QT_F64 = 28,
+    QT_IQ1_M = 29,
+    QT_BF16 = 30,
+    QT_TQ1_0 = 34,
+    QT_TQ2_0 = 35,
+    QT_MXFP4 = 39,
+    QT_COUNT = 40
+} quant_type;
+
+typedef void (*quant_to_float_fn)(const void *restrict x, float *restrict y, int64_t n);
+typedef void (*quant_from_float_fn)(const float *restrict x, void *restrict y, int64_t n);
+/* *s = dot(x, y) over n elements; x of the weight type, y of its vec_dot_type. */
+typedef void (*quant_vec_dot_fn)(int64_t n, float *restrict s, const void *restrict x,
+                                 const void *restrict y);
+
+typedef struct quant_traits {
+    const char *name;          /* "Q4_K" */
+    int64_t blck;              /* elements per block */
+    size_t size;               /* bytes per block */
+    quant_type vec_dot_type;   /* activation type for dot products */
+    quant_to_float_fn to_float;     /* NULL: storage only (we cannot compute with it) */
+    quant_from_float_fn from_float; /* NULL: no quantizer */
+} quant_traits;
+
+/* The traits of a type id, or NULL if the id is not a known ggml type. */
+const quant_traits *quant_traits_of(int type);
+/* Name of a type id ("Q4_K"), or "type<N>" for unknown ids. */
+const char *quant_name(int type);
+/* Type id for a name (case-insensitive), or -1. */
+int quant_from_name(const char *name);
+/* Bytes of a row of n elements; n must be a multiple of the block size. */
+size_t quant_row_size(quant_type t, int64_t n);
+
+/* --- kernels ----------------------------------------------------------- */
+
+typedef enum quant_isa { QUANT_ISA_REF = 0, QUANT_ISA_AVX2, QUANT_ISA_AVX512 } quant_isa;
+
+typedef struct quant_kernels {
+    quant_isa isa;
+    quant_vec_dot_fn vec_dot[QT_COUNT];      /* by weight type */
+    quant_from_float_fn act_quant[QT_COUNT]; /* by activation type: Q8_0, Q8_1, Q8_K */
+} quant_kernels;
+
+/* Selects kernels for this CPU (idempotent, thread-safe). */
+void quant_init(void);
+/* The selected table (calls quant_init). */
+const quant_kernels *quant_kernels_get(void);
+/* The table for one ISA; returns -1 if this CPU cannot run it. */
+int quant_kernels_for(quant_isa isa, quant_kernels *out);
+const char *quant_isa_name(quant_isa isa);
+/* Best ISA this CPU supports (CPUID). */
+quant_isa quant_cpu_isa(void);
+
+/* Installers: each fills the entries it implements, leaving the rest. */
+void quant_ref_kernels(quant_kernels *k);
+void quant_avx2_kernels(quant_kernels *k);
+void quant_avx512_kernels(quant_kernels *k);
+
+/* --- scalar conversions shared by all files ---------------------------- */
+
+float quant_f16_to_f32(uint16_t h);
+uint16_t quant_f32_to_f16(float f); /* round to nearest even */
+float quant_bf16_to_f32(uint16_t h);
+uint16_t quant_f32_to_bf16(float f); /* round to nearest even, NaN kept quiet */
+
+#endif
