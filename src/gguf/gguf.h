@@ -170,6 +170,7 @@ int gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype type, const 
 int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const gguf_str *strs, uint64_t n);
 /* Copies a key/value pair read from another file (any type). */
 int gguf_writer_set_kv(gguf_writer *w, const gguf_kv *kv);
+/* Before any tensor is added (tensor offsets depend on it). */
 int gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment);
 
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,

@@ -20,13 +20,18 @@ int sw_err_prefix(sw_err *e, const char *fmt, ...)
 {
     if (!e)
         return SW_EINVAL;
-    char pre[256], old[sizeof e->msg];
+    char pre[128], old[sizeof e->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    int n = snprintf(e->msg, sizeof e->msg, "%s: ", pre);
+    if (n > 0 && (size_t)n < sizeof e->msg) {
+        size_t room = sizeof e->msg - (size_t)n - 1, len = strnlen(old, room);
+        memcpy(e->msg + n, old, len);
+        e->msg[(size_t)n + len] = 0;
+    }
     return e->code;
 }
 
