@@ -1,0 +1,266 @@
+/*
+ * quant_kq_avx2.c — AVX2 dot products of the 256-element super-block types
+ * (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) against Q8_K activations.
+ *
+ * Shape shared by all six: per super-block, 32 weights at a time are widened
+ * to bytes in element order (nibble masks, 2-bit fields, high bits merged
+ * from their bit planes), multiplied with 32 activation bytes by maddubs into
+ * 16 int16 pair sums, and those are multiplied by their sub-block's scale and
+ * summed into 8 int32 lanes by madd. One float FMA per super-block applies
+ * d_x * d_y. Everything before that FMA is exact integer arithmetic.
+ *
+ * Offsets are folded out of the inner loop with Q8_K's bsums (sums of 16
+ * activations): weights are kept non-negative for maddubs and the constant
+ * part is subtracted once per super-block:
+ *   Q2_K, Q4_K, Q5_K   x = d sc q - dmin m      -> dmin * sum m * bsums
+ *   Q3_K               q = u - 4, u in 0..7     -> 4 * sum sc * bsums
+ *   Q6_K               q = u - 32, u in 0..63   -> 32 * sum sc * bsums
+ * IQ4_XS has signed table values; it uses the sign trick of quant_avx2.c.
+ *
+ * Scale selection: the sub-block scales are kept as int16 in a register and
+ * spread to the lanes of a 32-element group with one pshufb. For 16-element
+ * sub-blocks a group spans two of them, one per 128-bit lane.
+ *
+ * Bounds (why nothing overflows): maddubs pairs are at most 2 * 63 * 127 =
+ * 16002 (Q6_K); scaled by |sc| <= 128 and summed over a super-block an int32
+ * lane stays below 2^26.
+ */
+#include "quant/quant_simd.h"
+
+/* Bit `from` of every byte of v, moved to bit `to` (other bits cleared). */
+static inline __m256i bit_to(__m256i v, int from, int to)
+{
+    const __m256i b = _mm256_and_si256(v, _mm256_set1_epi8((char)(1 << from)));
+    return from >= to ? _mm256_srli_epi16(b, from - to) : _mm256_slli_epi16(b, to - from);
+}
+
+/* Control for pshufb: every int16 lane takes int16 element k of its 128-bit lane. */
+static inline __m256i pick16(int k)
+{
+    return _mm256_set1_epi16((short)(((2 * k + 1) << 8) | (2 * k)));
+}
+
+/* As pick16, but element 2p in the low 128-bit lane and 2p+1 in the high one. */
+static inline __m256i pick16_pair(int p)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)(((4 * p + 3) << 8) | (4 * p + 2))),
+                            _mm_set1_epi16((short)(((4 * p + 1) << 8) | (4 * p))));
+}
+
+/* 8 int16 scales in both 128-bit lanes, from 8 int8 or uint8 values. */
+static inline __m256i scales16_i8(const int8_t *p)
+{
+    return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+static inline __m256i loadu256(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* --- Q4_K and Q5_K ----------------------------------------------------- */
+
+/*
+ * Both: 8 sub-blocks of 32; qs chunk j (32 bytes) holds sub-block 2j in its
+ * low nibbles and 2j+1 in its high nibbles. Q5_K's fifth bit of sub-block b
+ * is bit b of qh[l]. dd holds d * y.d and dmin * y.d in lanes 0 and 1; the
+ * min term goes to *mins (to be subtracted at the end).
+ */
+SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
+                                 const block_q8_K *y, __m128 dd, __m256 acc, __m256 *mins)
+{
+    const __m128i sm = simd_k4_scales_mins(scales);
+    /* min b against bsums 2b and 2b+1: pair each min with itself */
+    const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), loadu256(y->bsums));
+    *mins = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), *mins);
+
+    const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i hb = qh ? loadu256(qh) : _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m256i q = loadu256(qs + 32 * j);
+        __m256i lo = _mm256_and_si256(q, low4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        if (qh) {
+            lo = _mm256_or_si256(lo, bit_to(hb, 2 * j, 4));
+            hi = _mm256_or_si256(hi, bit_to(hb, 2 * j + 1, 4));
+        }
+        const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y->qs + 64 * j));
+        const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y->qs + 64 * j + 32));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc, pick16(2 * j))));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc, pick16(2 * j + 1))));
+    }
+    return _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+}
+
+void quant_vec_dot_q4_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                             const void *restrict vy)
+{
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    __m256 mins = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++)
+        acc = k4_superblock(x[i].qs, NULL, x[i].scales, &y[i], simd_f16_pair(&x[i].d, y[i].d), acc, &mins);
+    *s = simd_hsum_f32x8(acc) - simd_hsum_f32x8(mins);
+}
+
+void quant_vec_dot_q5_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                             const void *restrict vy)
+{
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    __m256 mins = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++)
+        acc = k4_superblock(x[i].qs, x[i].qh, x[i].scales, &y[i], simd_f16_pair(&x[i].d, y[i].d), acc, &mins);
+    *s = simd_hsum_f32x8(acc) - simd_hsum_f32x8(mins);
+}
+
+/* --- Q6_K -------------------------------------------------------------- */
+
+/*
+ * Two halves of 128; in half h, with ql = ql + 64h and qh = qh + 32h, the
+ * four groups of 32 are
+ *   ql[0..31] & 15 | qh bits 0-1,  ql[32..63] & 15 | qh bits 2-3,
+ *   ql[0..31] >> 4 | qh bits 4-5,  ql[32..63] >> 4 | qh bits 6-7,
+ * each two 16-element sub-blocks with int8 scales 8h + 2g, 8h + 2g + 1.
+ */
+void quant_vec_dot_q6_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                             const void *restrict vy)
+{
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        /* 32 * sum sc * bsums, the offset of u = q + 32, taken off up front */
+        const __m256i off = _mm256_madd_epi16(sc_all, loadu256(y[i].bsums));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = scales16_i8(x[i].scales + 8 * h);
+            const __m256i l0 = loadu256(x[i].ql + 64 * h), l1 = loadu256(x[i].ql + 64 * h + 32);
+            const __m256i qh = loadu256(x[i].qh + 32 * h);
+            const int8_t *q8 = y[i].qs + 128 * h;
+            const __m256i u[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45)),
+                _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(qh, bits45)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45)),
+            };
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const __m256i p = _mm256_maddubs_epi16(u[g], loadu256(q8 + 32 * g));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16_pair(g))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = simd_hsum_f32x8(acc);
+}
+
+/* --- Q3_K -------------------------------------------------------------- */
+
+/*
+ * Two halves of 128 with 32 bytes of qs each; group g of half h is bits
+ * 2g..2g+1 of those bytes, with its third bit in bit 4h + g of hmask[l].
+ * u = low2 | hbit << 2 = q + 4. Sub-blocks of 16 as in Q6_K.
+ */
+void quant_vec_dot_q3_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                             const void *restrict vy)
+{
+    const block_q3_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const __m128i sc8 = simd_q3k_scales(x[i].scales);
+        const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), loadu256(y[i].bsums));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
+        const __m256i hm = loadu256(x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_srli_si128(sc8, 8) : sc8));
+            const __m256i q = loadu256(x[i].qs + 32 * h);
+            const int8_t *q8 = y[i].qs + 128 * h;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2),
+                                                  bit_to(hm, 4 * h + g, 2));
+                const __m256i p = _mm256_maddubs_epi16(u, loadu256(q8 + 32 * g));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16_pair(g))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = simd_hsum_f32x8(acc);
+}
+
+/* --- Q2_K -------------------------------------------------------------- */
+
+/*
+ * Two halves of 128 with 32 bytes of qs each; group g of half h is bits
+ * 2g..2g+1. scales[k]: low nibble scale, high nibble min of sub-block k.
+ */
+void quant_vec_dot_q2_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                             const void *restrict vy)
+{
+    const block_q2_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low2 = _mm256_set1_epi8(3);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
+        const __m256i msum = _mm256_madd_epi16(m16, loadu256(y[i].bsums));
+        mins = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].dmin)), _mm256_cvtepi32_ps(msum), mins);
+
+        const __m128i sc8 = _mm_and_si128(raw, low4);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(h ? _mm_srli_si128(sc8, 8) : sc8));
+            const __m256i q = loadu256(x[i].qs + 32 * h);
+            const int8_t *q8 = y[i].qs + 128 * h;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2);
+                const __m256i p = _mm256_maddubs_epi16(u, loadu256(q8 + 32 * g));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16_pair(g))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = simd_hsum_f32x8(acc) - simd_hsum_f32x8(mins);
+}
+
+/* --- IQ4_XS ------------------------------------------------------------ */
+
+/*
+ * 8 sub-blocks of 32; sub-block b's 16 qs bytes hold elements 0..15 in their
+ * low nibbles and 16..31 in their high ones, mapped through kvalues_iq4nl.
+ */
+void quant_vec_dot_iq4_xs_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                               const void *restrict vy)
+{
+    const block_iq4_xs *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const __m256i sc = _mm256_broadcastsi128_si256(simd_iq4xs_scales(&x[i]));
+        __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int b = 0; b < 8; b++) {
+            const __m256i v = _mm256_shuffle_epi8(lut, simd_nibbles32(x[i].qs + 16 * b));
+            const __m256i q8 = loadu256(y[i].qs + 32 * b);
+            const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(q8, v));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16(b))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = simd_hsum_f32x8(acc);
+}

@@ -1,0 +1,271 @@
+/* test_matmul.c — threaded quantized products (src/quant/matmul.h). */
+#include "test.h"
+#include "quant/matmul.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static const quant_type k_types[] = {
+    QT_F32,  QT_F16,  QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1,   QT_Q5_0,   QT_Q5_1,
+    QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_MXFP4,
+};
+#define N_TYPES (int)(sizeof k_types / sizeof *k_types)
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static float rng_normal(uint64_t *s)
+{
+    double u1 = ((rng_next(s) >> 11) + 0.5) * 0x1p-53;
+    double u2 = ((rng_next(s) >> 11) + 0.5) * 0x1p-53;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* rows x cols weights of type t: quantized normal data, or for a type with
+ * no quantizer random bytes whose scale field is made sane. */
+static void *make_weights(quant_type t, int64_t rows, int64_t cols, uint64_t seed)
+{
+    const quant_traits *tr = quant_traits_of(t);
+    size_t row_bytes = quant_row_size(t, cols);
+    uint8_t *w = malloc(row_bytes * (size_t)rows + 1);
+    float *f = malloc(sizeof(float) * (size_t)cols);
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *row = w + (size_t)r * row_bytes;
+        if (tr->from_float) {
+            for (int64_t c = 0; c < cols; c++)
+                f[c] = rng_normal(&seed) * 0.5f;
+            tr->from_float(f, row, cols);
+        } else {
+            for (size_t b = 0; b < row_bytes; b++)
+                row[b] = (uint8_t)rng_next(&seed);
+            if (t == QT_IQ4_XS)
+                for (int64_t b = 0; b < cols / tr->blck; b++) {
+                    block_iq4_xs *blk = (block_iq4_xs *)row + b;
+                    blk->d = quant_f32_to_f16(0.001f * (float)(1 + rng_next(&seed) % 16));
+                }
+        }
+    }
+    free(f);
+    return w;
+}
+
+static float *make_floats(int64_t n, uint64_t seed)
+{
+    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        x[i] = rng_normal(&seed);
+    return x;
+}
+
+/*
+ * Reference for Y[i][r]: dequantize the weight row, convert X[i] to the
+ * activation type and back (the kernel sees exactly that), sum in double.
+ * Returns the largest error relative to sum |w x| of the row.
+ */
+static double ref_max_rel_err(quant_type t, const void *W, int64_t rows, int64_t cols,
+                              const float *X, int64_t m, const float *Y)
+{
+    const quant_traits *tr = quant_traits_of(t);
+    const quant_traits *at = quant_traits_of(tr->vec_dot_type);
+    const quant_kernels *k = quant_kernels_get();
+    size_t row_bytes = quant_row_size(t, cols);
+    float *wf = malloc(sizeof(float) * (size_t)cols);
+    float *xf = malloc(sizeof(float) * (size_t)cols);
+    void *xq = malloc(quant_row_size(tr->vec_dot_type, cols));
+    double worst = 0;
+    for (int64_t i = 0; i < m; i++) {
+        const float *x = X + i * cols;
+        if (tr->vec_dot_type == QT_F32) {
+            memcpy(xf, x, sizeof(float) * (size_t)cols);
+        } else {
+            k->act_quant[tr->vec_dot_type](x, xq, cols);
+            at->to_float(xq, xf, cols);
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            tr->to_float((const uint8_t *)W + (size_t)r * row_bytes, wf, cols);
+            double sum = 0, mag = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                sum += (double)wf[c] * xf[c];
+                mag += fabs((double)wf[c] * xf[c]);
+            }
+            double err = fabs(Y[i * rows + r] - sum) / (mag + 1e-30);
+            if (err > worst || isnan(Y[i * rows + r]))
+                worst = isnan(Y[i * rows + r]) ? INFINITY : err;
+        }
+    }
+    free(wf);
+    free(xf);
+    free(xq);
+    return worst;
+}
+
+/* Products of every computable type against the dequantized reference, for
+ * odd shapes, m = 1..5 and pools of 1, 2 and 3 threads; all pool sizes must
+ * give the same bits. */
+TEST(matmul_matches_reference_all_types)
+{
+    sw_pool *pools[4] = {NULL};
+    for (int p = 1; p <= 3; p++)
+        CHECK_EQ(sw_pool_create(p, &pools[p], NULL), 0);
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        quant_type t = k_types[ti];
+        const quant_traits *tr = quant_traits_of(t);
+        int64_t cols = tr->blck == 1 ? 67 : tr->blck == 32 ? 32 * 7 : 256 * 3;
+        int64_t rows = 37;
+        void *W = make_weights(t, rows, cols, 1000 + (uint64_t)ti);
+        for (int64_t m = 1; m <= 5; m++) {
+            float *X = make_floats(m * cols, 77 + (uint64_t)m);
+            float *Y0 = malloc(sizeof(float) * (size_t)(m * rows));
+            float *Y = malloc(sizeof(float) * (size_t)(m * rows));
+            sw_err e = {0};
+            CHECKF(quant_matmul(NULL, t, W, rows, cols, X, m, Y0, &e) == 0, "%s: %s", tr->name,
+                   e.msg);
+            /* Q8_1 keeps each block's sum d*sum(q) as a half, and Q4_1/Q5_1
+             * multiply it by their offset: about 2^-11 relative, per block. */
+            double tol = tr->vec_dot_type == QT_Q8_1 ? 2e-3 : 1e-4;
+            double err = ref_max_rel_err(t, W, rows, cols, X, m, Y0);
+            CHECKF(err < tol, "%s m=%lld: relative error %g", tr->name, (long long)m, err);
+            for (int p = 1; p <= 3; p++) {
+                memset(Y, 0xff, sizeof(float) * (size_t)(m * rows));
+                CHECKF(quant_matmul(pools[p], t, W, rows, cols, X, m, Y, &e) == 0, "%s", e.msg);
+                CHECKF(memcmp(Y, Y0, sizeof(float) * (size_t)(m * rows)) == 0,
+                       "%s m=%lld: %d threads differ from serial", tr->name, (long long)m, p);
+            }
+            free(X);
+            free(Y0);
+            free(Y);
+        }
+        free(W);
+    }
+    for (int p = 1; p <= 3; p++)
+        sw_pool_destroy(pools[p]);
+}
+
+/* Each output is exactly the kernel's dot of its row with the converted
+ * activation, and matmul row i equals matvec of X[i]. Shapes large enough for
+ * many chunks, several activation blocks and a heap activation buffer. */
+TEST(matmul_equals_kernel_dot_and_matvec)
+{
+    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_F16, QT_Q4_1};
+    sw_pool *pool = NULL;
+    CHECK_EQ(sw_pool_create(3, &pool, NULL), 0);
+    const quant_kernels *k = quant_kernels_get();
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        quant_type t = types[ti];
+        const quant_traits *tr = quant_traits_of(t);
+        int64_t rows = 1003, cols = 512, m = ti == 0 ? 300 : 7;
+        void *W = make_weights(t, rows, cols, 5 + ti);
+        float *X = make_floats(m * cols, 9 + ti);
+        float *Y = malloc(sizeof(float) * (size_t)(m * rows));
+        float *y = malloc(sizeof(float) * (size_t)rows);
+        void *xq = malloc(quant_row_size(tr->vec_dot_type, cols));
+        float *Y0 = malloc(sizeof(float) * (size_t)(m * rows));
+        sw_err e = {0};
+        CHECKF(quant_matmul(NULL, t, W, rows, cols, X, m, Y0, &e) == 0, "%s", e.msg);
+        memset(Y, 0xff, sizeof(float) * (size_t)(m * rows)); /* NaN: catches a skipped chunk */
+        CHECKF(quant_matmul(pool, t, W, rows, cols, X, m, Y, &e) == 0, "%s", e.msg);
+        CHECKF(memcmp(Y, Y0, sizeof(float) * (size_t)(m * rows)) == 0,
+               "%s: 3 threads differ from serial", tr->name);
+        free(Y0);
+        size_t row_bytes = quant_row_size(t, cols);
+        for (int64_t i = 0; i < m; i++) {
+            const void *a = X + i * cols;
+            if (tr->vec_dot_type != QT_F32) {
+                k->act_quant[tr->vec_dot_type](X + i * cols, xq, cols);
+                a = xq;
+            }
+            CHECK_EQ(quant_matvec(pool, t, W, rows, cols, X + i * cols, y, &e), 0);
+            CHECKF(memcmp(y, Y + i * rows, sizeof(float) * (size_t)rows) == 0,
+                   "%s: matmul row %lld differs from matvec", tr->name, (long long)i);
+            for (int64_t r = 0; r < rows; r += 1 + r % 7) {
+                float s;
+                k->vec_dot[t](cols, &s, (const uint8_t *)W + (size_t)r * row_bytes, a);
+                CHECKF(memcmp(&s, &Y[i * rows + r], sizeof s) == 0,
+                       "%s: Y[%lld][%lld] = %g, kernel says %g", tr->name, (long long)i,
+                       (long long)r, Y[i * rows + r], s);
+            }
+        }
+        free(W);
+        free(X);
+        free(Y);
+        free(y);
+        free(xq);
+    }
+    sw_pool_destroy(pool);
+}
+
+TEST(matmul_rejects_bad_arguments)
+{
+    float x[256] = {0}, y[4];
+    uint8_t w[4 * 144] = {0};
+    sw_err e = {0};
+    CHECK_EQ(quant_matvec(NULL, QT_Q4_K, w, 4, 100, x, y, &e), SW_EINVAL);
+    CHECK_HAS(e.msg, "Q4_K");
+    CHECK_EQ(quant_matvec(NULL, QT_IQ2_XXS, w, 1, 256, x, y, &e), SW_EUNSUPPORTED);
+    CHECK_HAS(e.msg, "IQ2_XXS");
+    CHECK_EQ(quant_matvec(NULL, (quant_type)5, w, 1, 256, x, y, &e), SW_EINVAL);
+    CHECK_EQ(quant_matvec(NULL, QT_Q4_K, w, -1, 256, x, y, &e), SW_EINVAL);
+    /* empty shapes are fine and touch nothing */
+    CHECK_EQ(quant_matvec(NULL, QT_Q4_K, w, 0, 256, x, NULL, &e), 0);
+    CHECK_EQ(quant_matmul(NULL, QT_Q4_K, w, 4, 256, x, 0, NULL, &e), 0);
+}
+
+/* A 1-row and a 1-block matrix through a pool: no chunk arithmetic slips. */
+TEST(matmul_tiny_shapes_threaded)
+{
+    sw_pool *pool = NULL;
+    CHECK_EQ(sw_pool_create(2, &pool, NULL), 0);
+    for (int64_t rows = 1; rows <= 40; rows += 13) {
+        void *W = make_weights(QT_Q8_0, rows, 32, (uint64_t)rows);
+        float *X = make_floats(3 * 32, 3);
+        float Y[3 * 40], Y0[3 * 40];
+        CHECK_EQ(quant_matmul(NULL, QT_Q8_0, W, rows, 32, X, 3, Y0, NULL), 0);
+        CHECK_EQ(quant_matmul(pool, QT_Q8_0, W, rows, 32, X, 3, Y, NULL), 0);
+        CHECK(memcmp(Y, Y0, sizeof(float) * (size_t)(3 * rows)) == 0);
+        CHECK(ref_max_rel_err(QT_Q8_0, W, rows, 32, X, 3, Y) < 1e-4);
+        free(W);
+        free(X);
+    }
+    sw_pool_destroy(pool);
+}
+
+/* Wide rows: the activation vector is converted in slices over the pool;
+ * the slices must give the same bytes as converting it whole, so every
+ * output still equals the kernel's dot with the whole-row conversion. */
+TEST(matvec_wide_rows_sliced_activation)
+{
+    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_Q4_1};
+    sw_pool *pool = NULL;
+    CHECK_EQ(sw_pool_create(3, &pool, NULL), 0);
+    const quant_kernels *k = quant_kernels_get();
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        quant_type t = types[ti];
+        const quant_traits *tr = quant_traits_of(t);
+        int64_t rows = 40, cols = 256 * 17; /* blocks do not split evenly */
+        void *W = make_weights(t, rows, cols, 31 + ti);
+        float *x = make_floats(cols, 41 + ti);
+        float *y = malloc(sizeof(float) * (size_t)rows);
+        void *xq = malloc(quant_row_size(tr->vec_dot_type, cols));
+        k->act_quant[tr->vec_dot_type](x, xq, cols);
+        sw_err e = {0};
+        CHECKF(quant_matvec(pool, t, W, rows, cols, x, y, &e) == 0, "%s", e.msg);
+        size_t row_bytes = quant_row_size(t, cols);
+        for (int64_t r = 0; r < rows; r++) {
+            float s;
+            k->vec_dot[t](cols, &s, (const uint8_t *)W + (size_t)r * row_bytes, xq);
+            CHECKF(memcmp(&s, &y[r], sizeof s) == 0, "%s: y[%lld] = %g, kernel says %g",
+                   tr->name, (long long)r, y[r], s);
+        }
+        free(W);
+        free(x);
+        free(y);
+        free(xq);
+    }
+    sw_pool_destroy(pool);
+}

@@ -1,0 +1,307 @@
+/*
+ * test_quant_simd.c — every SIMD dot product against the scalar reference.
+ *
+ * For each weight type with a kernel and each ISA this CPU runs, random
+ * weight rows (random bytes, with the float scale fields replaced by
+ * realistic finite halves: random bytes are valid quants for every type, but
+ * a NaN or 65504 scale would make any comparison meaningless) meet
+ * activations quantized by the reference act_quant from random normals. Row
+ * lengths are 1, 3, 7, 33, 129 and 1031 blocks, at buffer offsets that are
+ * multiples of the blocks' own alignment but not of 64.
+ *
+ * Tolerance: the integer part of every kernel is exact, so SIMD and
+ * reference differ only in the order of float additions (and FMA vs.
+ * mul + add). |simd - ref| must be <= 1e-6 * sum |w_i * a_i|, with w and a
+ * dequantized by to_float; observed differences are around 1e-8 of that sum,
+ * while a single wrong sub-block or dropped block is far above it.
+ */
+#include "test.h"
+
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SIMD_TOL 1e-6
+
+static const quant_type k_weight_types[] = {
+    QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0,   QT_Q5_1,   QT_Q8_0,
+    QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_MXFP4,
+};
+
+static const int64_t k_row_blocks[] = {1, 3, 7, 33, 129, 1031};
+
+/* --- random data ------------------------------------------------------- */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r)
+{
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return r->s;
+}
+
+static double rng_unit(rng *r) /* (0, 1) */
+{
+    return ((double)(rng_next(r) >> 11) + 0.5) * 0x1p-53;
+}
+
+static float rng_normal(rng *r)
+{
+    return (float)(sqrt(-2.0 * log(rng_unit(r))) * cos(6.283185307179586 * rng_unit(r)));
+}
+
+/* A scale as quantizers produce them: 2^-10 .. 2^-4 in magnitude. */
+static ggml_half rng_scale(rng *r, bool signed_)
+{
+    float v = ldexpf(1.0f + (float)rng_unit(r), -4 - (int)(rng_next(r) % 7));
+    if (signed_ && (rng_next(r) & 1))
+        v = -v;
+    return quant_f32_to_f16(v);
+}
+
+/* Replaces the float fields of nb random blocks (or elements) of type t. */
+static void sanitize_row(quant_type t, void *row, int64_t nb, rng *r)
+{
+    for (int64_t i = 0; i < nb; i++) {
+        switch (t) {
+        case QT_F32: ((float *)row)[i] = rng_normal(r); break;
+        case QT_F16: ((uint16_t *)row)[i] = quant_f32_to_f16(rng_normal(r)); break;
+        case QT_BF16: ((uint16_t *)row)[i] = quant_f32_to_bf16(rng_normal(r)); break;
+        case QT_Q4_0: ((block_q4_0 *)row)[i].d = rng_scale(r, true); break;
+        case QT_Q5_0: ((block_q5_0 *)row)[i].d = rng_scale(r, true); break;
+        case QT_Q8_0: ((block_q8_0 *)row)[i].d = rng_scale(r, true); break;
+        case QT_IQ4_NL: ((block_iq4_nl *)row)[i].d = rng_scale(r, true); break;
+        case QT_Q4_1:
+            ((block_q4_1 *)row)[i].d = rng_scale(r, true);
+            ((block_q4_1 *)row)[i].m = rng_scale(r, true);
+            break;
+        case QT_Q5_1:
+            ((block_q5_1 *)row)[i].d = rng_scale(r, true);
+            ((block_q5_1 *)row)[i].m = rng_scale(r, true);
+            break;
+        case QT_MXFP4: ((block_mxfp4 *)row)[i].e = (uint8_t)(118 + rng_next(r) % 13); break;
+        case QT_Q2_K:
+            ((block_q2_K *)row)[i].d = rng_scale(r, true);
+            ((block_q2_K *)row)[i].dmin = rng_scale(r, false);
+            break;
+        case QT_Q3_K: ((block_q3_K *)row)[i].d = rng_scale(r, true); break;
+        case QT_Q4_K:
+            ((block_q4_K *)row)[i].d = rng_scale(r, true);
+            ((block_q4_K *)row)[i].dmin = rng_scale(r, false);
+            break;
+        case QT_Q5_K:
+            ((block_q5_K *)row)[i].d = rng_scale(r, true);
+            ((block_q5_K *)row)[i].dmin = rng_scale(r, false);
+            break;
+        case QT_Q6_K: ((block_q6_K *)row)[i].d = rng_scale(r, true); break;
+        case QT_IQ4_XS: ((block_iq4_xs *)row)[i].d = rng_scale(r, true); break;
+        default: break;
+        }
+    }
+}
+
+/* Alignment the layout guarantees for a row of type t (quant.h: nothing more). */
+static size_t type_align(quant_type t)
+{
+    switch (t) {
+    case QT_F32: return _Alignof(float);
+    case QT_Q8_K: return _Alignof(block_q8_K);
+    case QT_MXFP4: return _Alignof(block_mxfp4);
+    default: return _Alignof(ggml_half);
+    }
+}
+
+/* --- the comparison ---------------------------------------------------- */
+
+typedef struct row_case {
+    quant_type t, at;
+    int64_t n;
+    void *w, *a;  /* at their (unaligned) offsets */
+    double scale; /* sum |w_i * a_i| */
+} row_case;
+
+/* Builds weights and activations for n elements; buffers go to *wbuf, *abuf. */
+static bool row_case_make(row_case *c, const quant_kernels *ref, quant_type t, int64_t n,
+                          size_t skew, rng *r, void **wbuf, void **abuf)
+{
+    const quant_traits *tr = quant_traits_of(t), *atr = quant_traits_of(tr->vec_dot_type);
+    const size_t wsize = quant_row_size(t, n), asize = quant_row_size(tr->vec_dot_type, n);
+    *wbuf = aligned_alloc(64, (wsize + 64 + 63) / 64 * 64);
+    *abuf = aligned_alloc(64, (asize + 64 + 63) / 64 * 64);
+    float *xa = malloc((size_t)n * sizeof *xa), *wf = malloc((size_t)n * sizeof *wf);
+    float *af = malloc((size_t)n * sizeof *af);
+    bool ok = *wbuf && *abuf && xa && wf && af;
+    if (ok) {
+        c->t = t;
+        c->at = tr->vec_dot_type;
+        c->n = n;
+        c->w = (uint8_t *)*wbuf + skew * type_align(t);
+        c->a = (uint8_t *)*abuf + skew * type_align(c->at);
+        for (size_t i = 0; i < wsize; i++)
+            ((uint8_t *)c->w)[i] = (uint8_t)rng_next(r);
+        sanitize_row(t, c->w, n / tr->blck, r);
+        for (int64_t i = 0; i < n; i++)
+            xa[i] = rng_normal(r);
+        if (c->at == QT_F32)
+            memcpy(c->a, xa, asize);
+        else
+            ref->act_quant[c->at](xa, c->a, n);
+        tr->to_float(c->w, wf, n);
+        atr->to_float(c->a, af, n);
+        c->scale = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            c->scale += fabs((double)wf[i] * (double)af[i]);
+    }
+    free(xa);
+    free(wf);
+    free(af);
+    return ok;
+}
+
+/* Runs every type at every size for one ISA; returns false on a mismatch
+ * (already reported). */
+static bool check_isa(quant_isa isa)
+{
+    quant_kernels ref, simd;
+    if (quant_kernels_for(QUANT_ISA_REF, &ref) != 0 || quant_kernels_for(isa, &simd) != 0) {
+        test_fail(__FILE__, __LINE__, "no kernel table for %s", quant_isa_name(isa));
+        return false;
+    }
+    rng r = {0x9E3779B97F4A7C15ull + (uint64_t)isa};
+    int compared = 0;
+    for (size_t ti = 0; ti < sizeof k_weight_types / sizeof *k_weight_types; ti++) {
+        const quant_type t = k_weight_types[ti];
+        const quant_traits *tr = quant_traits_of(t);
+        if (!simd.vec_dot[t] || !ref.vec_dot[t] || !tr->to_float)
+            continue;
+        if (tr->vec_dot_type != QT_F32 && !ref.act_quant[tr->vec_dot_type])
+            continue;
+        for (size_t si = 0; si < sizeof k_row_blocks / sizeof *k_row_blocks; si++) {
+            for (size_t skew = 0; skew < 2; skew++) {
+                const int64_t n = k_row_blocks[si] * tr->blck;
+                row_case c;
+                void *wbuf = NULL, *abuf = NULL;
+                if (!row_case_make(&c, &ref, t, n, skew ? 7 : 0, &r, &wbuf, &abuf)) {
+                    free(wbuf);
+                    free(abuf);
+                    test_fail(__FILE__, __LINE__, "out of memory");
+                    return false;
+                }
+                float want = NAN, got = NAN;
+                ref.vec_dot[t](n, &want, c.w, c.a);
+                simd.vec_dot[t](n, &got, c.w, c.a);
+                free(wbuf);
+                free(abuf);
+                const double err = fabs((double)got - (double)want);
+                if (!isfinite(got) || !(err <= SIMD_TOL * c.scale)) {
+                    test_fail(__FILE__, __LINE__,
+                              "%s %s n=%lld skew=%zu: simd %.9g ref %.9g (|diff| %.3g > %.3g)",
+                              quant_isa_name(isa), tr->name, (long long)n, skew, got, want, err,
+                              SIMD_TOL * c.scale);
+                    return false;
+                }
+                compared++;
+            }
+        }
+    }
+    if (compared == 0) {
+        test_fail(__FILE__, __LINE__, "%s: nothing compared", quant_isa_name(isa));
+        return false;
+    }
+    return true;
+}
+
+TEST(quant_simd_avx2_matches_reference)
+{
+    if (quant_cpu_isa() < QUANT_ISA_AVX2) {
+        test_skip("CPU lacks AVX2/FMA/F16C");
+        return;
+    }
+    CHECK(check_isa(QUANT_ISA_AVX2));
+}
+
+TEST(quant_simd_avx512_matches_reference)
+{
+    if (quant_cpu_isa() < QUANT_ISA_AVX512) {
+        test_skip("CPU lacks AVX-512 F/BW/VL/DQ/VNNI");
+        return;
+    }
+    CHECK(check_isa(QUANT_ISA_AVX512));
+}
+
+/* Each SIMD table really replaces the reference for the priority types
+ * (otherwise the comparison above would compare the reference with itself). */
+TEST(quant_simd_tables_install_kernels)
+{
+    quant_kernels ref, simd;
+    CHECK(quant_kernels_for(QUANT_ISA_REF, &ref) == 0);
+    for (int isa = QUANT_ISA_AVX2; isa <= (int)quant_cpu_isa(); isa++) {
+        CHECK(quant_kernels_for((quant_isa)isa, &simd) == 0);
+        CHECK_EQ((int)simd.isa, isa);
+        for (size_t ti = 0; ti < sizeof k_weight_types / sizeof *k_weight_types; ti++) {
+            const quant_type t = k_weight_types[ti];
+            CHECKF(simd.vec_dot[t] && simd.vec_dot[t] != ref.vec_dot[t], "%s: %s kernel missing",
+                   quant_isa_name((quant_isa)isa), quant_name(t));
+        }
+    }
+}
+
+/* --- ISA selection ----------------------------------------------------- */
+
+/* Whether /proc/cpuinfo's first "flags" line lists every name in want. */
+static int cpuinfo_has(const char *const *want, size_t nwant)
+{
+    char *info = test_read_file("/proc/cpuinfo", NULL);
+    if (!info)
+        return -1;
+    char *line = strstr(info, "\nflags");
+    int ok = line != NULL;
+    if (line) {
+        char *end = strchr(line + 1, '\n');
+        if (end)
+            *end = '\0';
+        strcat(line, " "); /* end + 1 exists: at worst it held the final NUL */
+        for (size_t i = 0; i < nwant && ok; i++) {
+            char pat[40];
+            snprintf(pat, sizeof pat, " %s ", want[i]);
+            ok = strstr(line, pat) != NULL;
+        }
+    }
+    free(info);
+    return ok;
+}
+
+TEST(quant_simd_selects_best_isa)
+{
+    static const char *const avx2[] = {"avx2", "fma", "f16c"};
+    static const char *const avx512[] = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"};
+    const int has2 = cpuinfo_has(avx2, 3), has512 = cpuinfo_has(avx512, 5);
+    if (has2 < 0 || has512 < 0) {
+        test_skip("no /proc/cpuinfo");
+        return;
+    }
+    const quant_isa want = has2 && has512 ? QUANT_ISA_AVX512 : has2 ? QUANT_ISA_AVX2 : QUANT_ISA_REF;
+    CHECKF(quant_cpu_isa() == want, "CPUID says %s, /proc/cpuinfo says %s",
+           quant_isa_name(quant_cpu_isa()), quant_isa_name(want));
+    if (getenv("SPILLWAY_ISA")) {
+        test_skip("SPILLWAY_ISA caps the selection");
+        return;
+    }
+    const quant_kernels *k = quant_kernels_get();
+    CHECK_STR(quant_isa_name(k->isa), quant_isa_name(want));
+    quant_kernels best;
+    CHECK(quant_kernels_for(want, &best) == 0);
+    CHECK(memcmp(best.vec_dot, k->vec_dot, sizeof best.vec_dot) == 0);
+    CHECK(memcmp(best.act_quant, k->act_quant, sizeof best.act_quant) == 0);
+    if (want < QUANT_ISA_AVX512)
+        CHECK(quant_kernels_for(QUANT_ISA_AVX512, &best) == -1);
+}
