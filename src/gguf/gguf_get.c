@@ -193,8 +193,8 @@ int gguf_get_arr(const gguf_ctx *g, const char *key, gguf_vtype *type, uint64_t 
 int gguf_get_arr_str(const gguf_ctx *g, const char *key, const gguf_str **strs, uint64_t *n,
                      sw_err *err)
 {
-    gguf_vtype t;
-    const void *data;
+    gguf_vtype t = GGUF_TYPE_COUNT;
+    const void *data = NULL;
     int rc = gguf_get_arr(g, key, &t, n, &data, err);
     if (rc)
         return rc;
