@@ -14,7 +14,7 @@
  * IQ4_XS. The integer kernels then work on int8 x small-int products.
  *
  * Kernels. A scalar reference of every kernel is always built
- * (quant_ref.c); AVX2 and AVX-512 versions (quant_*_avx2.c, *_avx512.c) are
+ * (quant_ref_*.c); AVX2 and AVX-512 versions (quant_*_avx2.c, *_avx512.c) are
  * compiled with their own flags and installed over the reference once, at
  * quant_init(), according to CPUID. quant_kernels_for() returns the table of
  * a given ISA so tests can compare each SIMD kernel with the reference.
