@@ -8,6 +8,7 @@
 #define SW_CLI_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 /* Prints "spillway: <msg>" to stderr and returns 1. */

@@ -1,0 +1,168 @@
+/*
+ * cmd_logits.c — `spillway logits MODEL.gguf --tokens 1,2,3 --out FILE`
+ *
+ * Runs the forward pass over the given token ids and writes the logits of
+ * every position as little-endian float32, row-major [n_tokens][n_vocab]:
+ * the format of the fixtures' reference logits, so the two compare directly.
+ */
+#include "cli/cli.h"
+#include "model/model.h"
+#include "store/store.h"
+#include "util/pool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage_text =
+    "usage: spillway logits MODEL.gguf --tokens ID,ID,... --out FILE [options]\n"
+    "\n"
+    "Writes the logits of every position as little-endian float32 [n_tokens][n_vocab].\n"
+    "  --tokens LIST   comma-separated token ids\n"
+    "  --out FILE      output file ('-' for standard output)\n"
+    "  --threads N     threads (default: all CPUs this process may use)\n"
+    "  --batch N       tokens per forward step (default 512; 1 = one at a time)\n"
+    "  --kv-type T     KV cache type: f32 (default) or f16\n"
+    "  --compat llama.cpp  follow llama.cpp where it knowingly differs from the\n"
+    "                  reference (YaRN rounding, F16/BF16 activations), to compare\n"
+    "                  with llama.cpp's logits (use with --kv-type f16)\n";
+
+/* Parses "1,2,3" into a malloc'd array. */
+static int parse_tokens(const char *s, int32_t **out, int *n)
+{
+    size_t cap = 16;
+    int32_t *t = malloc(cap * sizeof *t);
+    int cnt = 0;
+    while (t) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX)
+            break;
+        if ((size_t)cnt == cap) {
+            int32_t *nt = realloc(t, 2 * cap * sizeof *t);
+            if (!nt)
+                break;
+            t = nt;
+            cap *= 2;
+        }
+        t[cnt++] = (int32_t)v;
+        if (*end == 0) {
+            *out = t;
+            *n = cnt;
+            return 0;
+        }
+        if (*end != ',')
+            break;
+        s = end + 1;
+    }
+    free(t);
+    return -1;
+}
+
+static int write_floats(const char *path, const float *x, size_t n)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "wb") : stdout;
+    if (!f)
+        return -1;
+    size_t put = fwrite(x, sizeof(float), n, f); /* x86 and arm64 are little-endian */
+    int bad = put != n;
+    if (f != stdout)
+        bad |= fclose(f) != 0;
+    else
+        bad |= fflush(f) != 0;
+    return bad ? -1 : 0;
+}
+
+int cmd_logits(int argc, char **argv)
+{
+    const char *path = NULL, *tokens_arg = NULL, *out_path = NULL;
+    int threads = 0, batch = 0;
+    quant_type kv = QT_F32;
+    model_opts mo = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (!strcmp(a, "--tokens") && i + 1 < argc) {
+            tokens_arg = argv[++i];
+        } else if (!strcmp(a, "--out") && i + 1 < argc) {
+            out_path = argv[++i];
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+        } else if (!strcmp(a, "--batch") && i + 1 < argc) {
+            batch = atoi(argv[++i]);
+        } else if (!strcmp(a, "--kv-type") && i + 1 < argc) {
+            const char *t = argv[++i];
+            if (!strcmp(t, "f32"))
+                kv = QT_F32;
+            else if (!strcmp(t, "f16"))
+                kv = QT_F16;
+            else {
+                cli_fail("logits: --kv-type must be f32 or f16, not '%s'", t);
+                return 2;
+            }
+        } else if (!strcmp(a, "--compat") && i + 1 < argc) {
+            const char *c = argv[++i];
+            if (strcmp(c, "llama.cpp")) {
+                cli_fail("logits: --compat knows only 'llama.cpp', not '%s'", c);
+                return 2;
+            }
+            mo.compat = MODEL_COMPAT_LLAMACPP;
+        } else if (a[0] != '-' && !path) {
+            path = a;
+        } else {
+            fprintf(stderr, "spillway logits: unexpected argument '%s'\n\n%s", a, usage_text);
+            return 2;
+        }
+    }
+    if (!path || !tokens_arg || !out_path || threads < 0 || batch < 0) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    int32_t *tokens;
+    int n;
+    if (parse_tokens(tokens_arg, &tokens, &n)) {
+        cli_fail("logits: --tokens must be comma-separated token ids");
+        return 2;
+    }
+
+    sw_err err = {0};
+    store *st = NULL;
+    model *m = NULL;
+    model_state *s = NULL;
+    sw_pool *pool = NULL;
+    float *logits = NULL;
+    int status = 1;
+    if (store_open(path, &st, &err) || model_load(st, &mo, &m, &err))
+        goto done;
+    model_info info;
+    model_get_info(m, &info);
+    model_state_opts so = {.n_ctx = n, .n_batch = batch, .kv_type = kv};
+    if (model_state_new(m, &so, &s, &err) || sw_pool_create(threads, &pool, &err))
+        goto done;
+    logits = malloc(sizeof(float) * (size_t)n * (size_t)info.n_vocab);
+    if (!logits) {
+        sw_errf(&err, SW_ENOMEM, "out of memory for %d x %d logits", n, info.n_vocab);
+        goto done;
+    }
+    if (model_forward(m, s, pool, tokens, n, logits, MODEL_LOGITS_ALL, &err))
+        goto done;
+    if (write_floats(out_path, logits, (size_t)n * info.n_vocab)) {
+        sw_errf(&err, SW_EIO, "cannot write '%s': %s", out_path, strerror(errno));
+        goto done;
+    }
+    status = 0;
+done:
+    if (status)
+        cli_fail("logits: %s", err.msg);
+    free(logits);
+    sw_pool_destroy(pool);
+    model_state_free(s);
+    model_free(m);
+    store_close(st);
+    free(tokens);
+    return status;
+}

@@ -1,0 +1,168 @@
+/*
+ * model_ffn.c — the feed-forward half of a block: dense gated FFN, or a
+ * Mixture of Experts with an optional shared expert.
+ *
+ * MoE over a batch of n tokens, as llama.cpp's mul_mat_id does it:
+ *   1. router logits for every token, then each token's top-k experts and
+ *      their weights (gating per architecture);
+ *   2. tokens grouped by expert (a counting sort), so each chosen expert's
+ *      matrices are fetched from the store once and multiplied with all of
+ *      its tokens in one matrix-matrix product;
+ *   3. each token's output is the weighted sum of its experts' outputs,
+ *      added in ascending expert order whatever the batch, so a batch gives
+ *      the same sums as one token at a time.
+ * Experts nobody chose are never touched.
+ */
+#include "model/model_int.h"
+
+#include <math.h>
+#include <string.h>
+
+/* out = down(act(gate x, up x)) for n rows of x; uses s->hg, s->hu. */
+static int ffn_dense(const model_config *c, model_state *s, sw_pool *pool, const store_tensor *gate,
+                     const store_tensor *up, const store_tensor *down, const float *x, int n,
+                     float *out, sw_err *err)
+{
+    int rc, F = (int)up->ne[1];
+    if ((rc = mat_mul(s, pool, gate, x, n, s->hg, err)) ||
+        (rc = mat_mul(s, pool, up, x, n, s->hu, err)))
+        return rc;
+    ops_glu(c->arch->act, s->hg, s->hu, n * F, c->swiglu_limit, c->swiglu_alpha);
+    return mat_mul(s, pool, down, s->hg, n, out, err);
+}
+
+/* Picks token's k experts from its router logits r[n_expert] into sel/w. */
+static void route_token(const model_config *c, const float *r, int *sel, float *w)
+{
+    int E = c->n_expert, K = c->n_expert_used;
+    /* top-k by logit (ties to the lower index); softmax is monotonic, so
+     * this is also the top-k by probability */
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int i = 0; i < k; i++)
+                taken |= sel[i] == e;
+            if (!taken && (best < 0 || r[e] > r[best]))
+                best = e;
+        }
+        sel[k] = best;
+    }
+    /* GATING_SOFTMAX: probabilities over all experts, renormalised over the
+     * k when asked; GATING_TOPK_SOFTMAX: softmax over the k logits, which is
+     * the same as renormalising. */
+    bool renorm = c->arch->gating == GATING_TOPK_SOFTMAX || c->norm_topk;
+    double mx = r[sel[0]], sum = 0, ksum = 0;
+    for (int e = 0; e < E && !renorm; e++)
+        sum += exp(r[e] - mx);
+    for (int k = 0; k < K; k++)
+        ksum += exp(r[sel[k]] - mx);
+    for (int k = 0; k < K; k++)
+        w[k] = (float)(exp(r[sel[k]] - mx) / (renorm ? ksum : sum));
+}
+
+/* Groups (token, slot) pairs by expert: s->exp_start[e]..[e+1] index s->by_exp. */
+static void group_by_expert(const model_config *c, model_state *s, int n)
+{
+    int E = c->n_expert, K = c->n_expert_used;
+    memset(s->exp_start, 0, sizeof(int) * (size_t)(E + 1));
+    for (int i = 0; i < n * K; i++)
+        s->exp_start[s->sel[i] + 1]++;
+    for (int e = 0; e < E; e++)
+        s->exp_start[e + 1] += s->exp_start[e];
+    int *fill = s->exp_fill;
+    memcpy(fill, s->exp_start, sizeof(int) * (size_t)E);
+    for (int i = 0; i < n * K; i++) /* i = token * K + slot, in token order */
+        s->by_exp[fill[s->sel[i]]++] = i;
+}
+
+/* Runs expert e on its tokens and adds the weighted results to s->out. */
+static int run_expert(const model *m, model_state *s, sw_pool *pool, int il, int e, sw_err *err)
+{
+    const model_config *c = &m->cfg;
+    const layer_weights *L = &m->w.layers[il];
+    int D = c->n_embd, F = c->n_ff_exp, K = c->n_expert_used;
+    const int *items = s->by_exp + s->exp_start[e];
+    int cnt = s->exp_start[e + 1] - s->exp_start[e];
+    store_mat g, u, d;
+    int rc = store_expert(m->st, il, e, &g, &u, &d, err);
+    if (rc)
+        return rc;
+    for (int i = 0; i < cnt; i++)
+        memcpy(s->xe + (size_t)i * D, s->xn + (size_t)(items[i] / K) * D, sizeof(float) * D);
+    if ((rc = mat_mul_raw(s, pool, g.type, g.data, F, D, s->xe, cnt, s->hg, err)) ||
+        (rc = mat_mul_raw(s, pool, u.type, u.data, F, D, s->xe, cnt, s->hu, err)))
+        goto done;
+    if (L->gate_exps_b.data)
+        ops_add_rows(s->hg, (const float *)L->gate_exps_b.data + (size_t)e * F, cnt, F);
+    if (L->up_exps_b.data)
+        ops_add_rows(s->hu, (const float *)L->up_exps_b.data + (size_t)e * F, cnt, F);
+    ops_glu(c->arch->act, s->hg, s->hu, cnt * F, c->swiglu_limit, c->swiglu_alpha);
+    if ((rc = mat_mul_raw(s, pool, d.type, d.data, D, F, s->hg, cnt, s->ye, err)))
+        goto done;
+    if (L->down_exps_b.data)
+        ops_add_rows(s->ye, (const float *)L->down_exps_b.data + (size_t)e * D, cnt, D);
+    for (int i = 0; i < cnt; i++) {
+        float w = s->sel_w[items[i]];
+        float *o = s->out + (size_t)(items[i] / K) * D;
+        const float *y = s->ye + (size_t)i * D;
+        for (int j = 0; j < D; j++)
+            o[j] += w * y[j];
+    }
+done:
+    store_expert_release(m->st, il, e);
+    if (rc)
+        sw_err_prefix(err, "layer %d expert %d", il, e);
+    return rc;
+}
+
+static int ffn_moe(const model *m, model_state *s, sw_pool *pool, int il, int n, sw_err *err)
+{
+    const model_config *c = &m->cfg;
+    const layer_weights *L = &m->w.layers[il];
+    int D = c->n_embd, E = c->n_expert, K = c->n_expert_used;
+    int rc = mat_mul(s, pool, &L->router, s->xn, n, s->router, err);
+    if (rc)
+        return rc;
+    ops_add_rows(s->router, L->router_b.data, n, E);
+    for (int t = 0; t < n; t++)
+        route_token(c, s->router + (size_t)t * E, s->sel + (size_t)t * K,
+                    s->sel_w + (size_t)t * K);
+    group_by_expert(c, s, n);
+
+    memset(s->out, 0, sizeof(float) * (size_t)n * D);
+    for (int e = 0; e < E; e++)
+        if (s->exp_start[e + 1] > s->exp_start[e] && (rc = run_expert(m, s, pool, il, e, err)))
+            return rc;
+
+    if (!L->up_shexp.data)
+        return 0;
+    /* shared expert, on every token, scaled by its sigmoid gate if any */
+    if ((rc = ffn_dense(c, s, pool, &L->gate_shexp, &L->up_shexp, &L->down_shexp, s->xn, n, s->ye,
+                        err)))
+        return rc;
+    const float *gw = L->shexp_gate.data;
+    for (int t = 0; t < n; t++) {
+        const float *x = s->xn + (size_t)t * D, *y = s->ye + (size_t)t * D;
+        float *o = s->out + (size_t)t * D;
+        float gate = 1.0f;
+        if (gw) {
+            double dot = 0;
+            for (int j = 0; j < D; j++)
+                dot += (double)x[j] * gw[j];
+            gate = (float)(1.0 / (1.0 + exp(-dot)));
+        }
+        for (int j = 0; j < D; j++)
+            o[j] += gate * y[j];
+    }
+    return 0;
+}
+
+int ffn_layer(const model *m, model_state *s, sw_pool *pool, int layer, int n, sw_err *err)
+{
+    const layer_weights *L = &m->w.layers[layer];
+    if (L->is_moe)
+        return ffn_moe(m, s, pool, layer, n, err);
+    return ffn_dense(&m->cfg, s, pool, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->xn, n, s->out,
+                     err);
+}

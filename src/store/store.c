@@ -1,0 +1,164 @@
+/*
+ * store.c — the resident weight store (store.h): a GGUF_MMAP context plus,
+ * per MoE layer, the three expert tensors the model bound to it.
+ */
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_MAX_LAYERS 4096
+
+/* One layer's expert tensors; t[0] gate (may be NULL), t[1] up, t[2] down. */
+struct expert_bind {
+    const gguf_tensor *t[3];
+    int n_expert;
+};
+
+struct store {
+    gguf_ctx *gguf;
+    struct expert_bind *experts; /* [n_layers] */
+    int n_layers;
+};
+
+int store_open(const char *path, store **out, sw_err *err)
+{
+    *out = NULL;
+    store *s = calloc(1, sizeof *s);
+    if (!s)
+        return sw_errf(err, SW_ENOMEM, "store: out of memory");
+    int rc = gguf_open(path, GGUF_MMAP, &s->gguf, err);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    gguf_close(s->gguf);
+    free(s->experts);
+    free(s);
+}
+
+const gguf_ctx *store_gguf(const store *s)
+{
+    return s->gguf;
+}
+
+static int fill_tensor(store *s, const gguf_tensor *t, store_tensor *out, sw_err *err)
+{
+    const quant_traits *tr = quant_traits_of(t->type);
+    if (!tr)
+        return sw_errf(err, SW_EUNSUPPORTED, "tensor '%s': unknown type %d", t->name, t->type);
+    out->name = t->name;
+    out->type = (quant_type)t->type;
+    out->n_dims = (int)t->n_dims;
+    memcpy(out->ne, t->ne, sizeof out->ne);
+    out->size = (size_t)t->size;
+    out->data = gguf_tensor_data(s->gguf, t);
+    if (!out->data)
+        return sw_errf(err, SW_EIO, "tensor '%s': data not mapped", t->name);
+    return 0;
+}
+
+int store_tensor_opt(store *s, const char *name, store_tensor *out, sw_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const gguf_tensor *t = gguf_find_tensor(s->gguf, name);
+    return t ? fill_tensor(s, t, out, err) : 0;
+}
+
+int store_tensor_get(store *s, const char *name, store_tensor *out, sw_err *err)
+{
+    int rc = store_tensor_opt(s, name, out, err);
+    if (rc == 0 && !out->data)
+        return sw_errf(err, SW_ENOTFOUND, "tensor '%s' is missing from the file", name);
+    return rc;
+}
+
+int store_bind_experts(store *s, int layer, const char *gate, const char *up, const char *down,
+                       sw_err *err)
+{
+    if (layer < 0 || layer >= STORE_MAX_LAYERS)
+        return sw_errf(err, SW_EINVAL, "store: layer %d out of range", layer);
+    if (layer >= s->n_layers) {
+        struct expert_bind *e = realloc(s->experts, sizeof *e * (size_t)(layer + 1));
+        if (!e)
+            return sw_errf(err, SW_ENOMEM, "store: out of memory");
+        memset(e + s->n_layers, 0, sizeof *e * (size_t)(layer + 1 - s->n_layers));
+        s->experts = e;
+        s->n_layers = layer + 1;
+    }
+    struct expert_bind b = {{NULL, NULL, NULL}, 0};
+    const char *names[3] = {gate, up, down};
+    for (int i = 0; i < 3; i++) {
+        if (!names[i])
+            continue;
+        const gguf_tensor *t = gguf_find_tensor(s->gguf, names[i]);
+        if (!t)
+            return sw_errf(err, SW_ENOTFOUND, "tensor '%s' is missing from the file", names[i]);
+        if (t->n_dims != 3)
+            return sw_errf(err, SW_EFORMAT, "tensor '%s': expected 3 dimensions, has %u",
+                           names[i], t->n_dims);
+        const quant_traits *tr = quant_traits_of(t->type);
+        if (!tr || t->ne[0] % tr->blck)
+            return sw_errf(err, SW_EFORMAT, "tensor '%s': rows of %lld are not whole %s blocks",
+                           names[i], (long long)t->ne[0], quant_name(t->type));
+        if (b.n_expert && t->ne[2] != b.n_expert)
+            return sw_errf(err, SW_EFORMAT, "tensor '%s': %lld experts, others of layer %d have %d",
+                           names[i], (long long)t->ne[2], layer, b.n_expert);
+        if (t->ne[2] > INT32_MAX)
+            return sw_errf(err, SW_EFORMAT, "tensor '%s': too many experts", names[i]);
+        b.n_expert = (int)t->ne[2];
+        b.t[i] = t;
+    }
+    if (!b.t[1] || !b.t[2])
+        return sw_errf(err, SW_EINVAL, "store: layer %d: experts need up and down tensors", layer);
+    s->experts[layer] = b;
+    return 0;
+}
+
+int store_n_experts(const store *s, int layer)
+{
+    return layer >= 0 && layer < s->n_layers ? s->experts[layer].n_expert : 0;
+}
+
+static void slice(store *s, const gguf_tensor *t, int expert, store_mat *m)
+{
+    memset(m, 0, sizeof *m);
+    if (!t)
+        return;
+    m->type = (quant_type)t->type;
+    m->cols = t->ne[0];
+    m->rows = t->ne[1];
+    m->row_bytes = quant_row_size(m->type, m->cols);
+    m->data = (const uint8_t *)gguf_tensor_data(s->gguf, t) +
+              (size_t)expert * (size_t)m->rows * m->row_bytes;
+}
+
+int store_expert(store *s, int layer, int expert, store_mat *gate, store_mat *up, store_mat *down,
+                 sw_err *err)
+{
+    if (layer < 0 || layer >= s->n_layers || !s->experts[layer].n_expert)
+        return sw_errf(err, SW_EINVAL, "store: layer %d has no experts bound", layer);
+    const struct expert_bind *b = &s->experts[layer];
+    if (expert < 0 || expert >= b->n_expert)
+        return sw_errf(err, SW_EINVAL, "store: layer %d has no expert %d (of %d)", layer, expert,
+                       b->n_expert);
+    slice(s, b->t[0], expert, gate);
+    slice(s, b->t[1], expert, up);
+    slice(s, b->t[2], expert, down);
+    return 0;
+}
+
+void store_expert_release(store *s, int layer, int expert)
+{
+    (void)s;
+    (void)layer;
+    (void)expert;
+}
