@@ -9,6 +9,7 @@
 
 int cmd_inspect(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_models(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 /* Prints "spillway: <msg>" to stderr and returns 1. */
