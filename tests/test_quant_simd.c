@@ -6,14 +6,18 @@
  * realistic finite halves: random bytes are valid quants for every type, but
  * a NaN or 65504 scale would make any comparison meaningless) meet
  * activations quantized by the reference act_quant from random normals. Row
- * lengths are 1, 3, 7, 33, 129 and 1031 blocks, at buffer offsets that are
- * multiples of the blocks' own alignment but not of 64.
+ * lengths are 1, 2, 3, 7, 33, 64, 129 and 1031 blocks (odd and even counts
+ * reach every tail path); buffers sit both 64-byte aligned and at 7 times
+ * the blocks' own alignment (the most quant.h promises).
+ *
+ * The SIMD activation quantizers must reproduce the reference's bytes
+ * exactly, on random data and on rounding ties, zeros and sign ties.
  *
  * Tolerance: the integer part of every kernel is exact, so SIMD and
  * reference differ only in the order of float additions (and FMA vs.
  * mul + add). |simd - ref| must be <= 1e-6 * sum |w_i * a_i|, with w and a
- * dequantized by to_float; observed differences are around 1e-8 of that sum,
- * while a single wrong sub-block or dropped block is far above it.
+ * dequantized by to_float; observed differences are 1e-8 to 1e-7 of that
+ * sum, while a single wrong sub-block or dropped block is far above it.
  */
 #include "test.h"
 
@@ -33,7 +37,7 @@ static const quant_type k_weight_types[] = {
     QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_MXFP4,
 };
 
-static const int64_t k_row_blocks[] = {1, 3, 7, 33, 129, 1031};
+static const int64_t k_row_blocks[] = {1, 2, 3, 7, 33, 64, 129, 1031};
 
 /* --- random data ------------------------------------------------------- */
 
@@ -253,6 +257,93 @@ TEST(quant_simd_tables_install_kernels)
                    quant_isa_name((quant_isa)isa), quant_name(t));
         }
     }
+}
+
+/* --- activation quantizers --------------------------------------------- */
+
+/*
+ * Fills n floats with one of several patterns that stress the rounding and
+ * the choice of the scale: normals at three magnitudes, exact ties after
+ * scaling (a block whose largest value is 127 has scale 1, so k + 0.5 sits
+ * on a tie), zeros and negative zeros, a largest magnitude present with both
+ * signs, and values far below the block's maximum.
+ */
+static void fill_activations(float *x, int64_t n, int pattern, rng *r)
+{
+    for (int64_t i = 0; i < n; i++) {
+        switch (pattern) {
+        case 0: x[i] = rng_normal(r); break;
+        case 1: x[i] = 1e-3f * rng_normal(r); break;
+        case 2: x[i] = 1e3f * rng_normal(r); break;
+        case 3: x[i] = (float)((int)(rng_next(r) % 253) - 126) + 0.5f; break;
+        case 4: x[i] = (rng_next(r) & 1) ? 0.0f : -0.0f; break;
+        case 5: x[i] = 1e-6f * rng_normal(r); break;
+        }
+    }
+    if (pattern == 3)
+        for (int64_t i = 0; i < n; i += 32)
+            x[i + 5] = 127.0f; /* every 32-element block has scale exactly 1 */
+    if (pattern == 5)
+        for (int64_t i = 0; i < n; i += 32) { /* both signs of the maximum */
+            x[i + 3] = (i / 32) % 2 ? 2.0f : -2.0f;
+            x[i + 17] = -x[i + 3];
+        }
+}
+
+/* Compares one ISA's quantizers with the reference on every pattern;
+ * x holds 7 * QK_K floats, want and got room for 7 Q8_K blocks + 64. */
+static bool check_act_quant(quant_isa isa, float *x, uint8_t *want, uint8_t *got)
+{
+    static const quant_type acts[] = {QT_Q8_0, QT_Q8_1, QT_Q8_K};
+    quant_kernels ref, simd;
+    if (quant_kernels_for(QUANT_ISA_REF, &ref) != 0 || quant_kernels_for(isa, &simd) != 0) {
+        test_fail(__FILE__, __LINE__, "no kernel table for %s", quant_isa_name(isa));
+        return false;
+    }
+    rng r = {12345};
+    const int64_t n = 7 * QK_K;
+    for (size_t ai = 0; ai < sizeof acts / sizeof *acts; ai++) {
+        const quant_type at = acts[ai];
+        if (!simd.act_quant[at] || simd.act_quant[at] == ref.act_quant[at]) {
+            test_fail(__FILE__, __LINE__, "%s: no SIMD %s quantizer", quant_isa_name(isa), quant_name(at));
+            return false;
+        }
+        for (int pattern = 0; pattern < 6; pattern++) {
+            const size_t size = quant_row_size(at, n), skew = type_align(at);
+            fill_activations(x, n, pattern, &r);
+            memset(want, 0xAA, size + skew);
+            memset(got, 0x55, size + skew);
+            ref.act_quant[at](x, want + skew, n);
+            simd.act_quant[at](x, got + skew, n);
+            size_t diff = 0;
+            while (diff < size && want[skew + diff] == got[skew + diff])
+                diff++;
+            if (diff != size) {
+                test_fail(__FILE__, __LINE__, "%s %s pattern %d: first differing byte %zu of %zu",
+                          quant_isa_name(isa), quant_name(at), pattern, diff, size);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+TEST(quant_simd_act_quant_is_exact)
+{
+    if (quant_cpu_isa() < QUANT_ISA_AVX2) {
+        test_skip("CPU lacks AVX2/FMA/F16C");
+        return;
+    }
+    const size_t bytes = quant_row_size(QT_Q8_K, 7 * QK_K) + 64;
+    float *x = malloc(7 * QK_K * sizeof *x);
+    uint8_t *want = malloc(bytes), *got = malloc(bytes);
+    bool ok = x && want && got;
+    for (int isa = QUANT_ISA_AVX2; ok && isa <= (int)quant_cpu_isa(); isa++)
+        ok = check_act_quant((quant_isa)isa, x, want, got);
+    free(x);
+    free(want);
+    free(got);
+    CHECK(ok);
 }
 
 /* --- ISA selection ----------------------------------------------------- */

@@ -1,6 +1,8 @@
 /*
  * quant_avx2.c — AVX2 (+FMA, F16C) dot products for the float types and the
- * 32-element block types, and the installer of every AVX2 kernel.
+ * 32-element block types, and the installer of every AVX2 kernel (these,
+ * the K-quants of quant_kq_avx2.c, the activation quantizers of
+ * quant_act_avx2.c).
  *
  * Float rows (F32, F16, BF16 against float32): four independent 8-lane FMA
  * accumulators, so the loop is bound by loads rather than by FMA latency; a
@@ -48,6 +50,7 @@ static void vec_dot_f32(int64_t n, float *restrict s, const void *restrict vx,
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        simd_prefetch(x + i, 32 * sizeof *x);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
@@ -72,6 +75,7 @@ static void vec_dot_f32(int64_t n, float *restrict s, const void *restrict vx,
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                          \
         int64_t i = 0;                                                                       \
         for (; i + 32 <= n; i += 32) {                                                       \
+            simd_prefetch(x + i, 32 * sizeof *x);                                            \
             a0 = _mm256_fmadd_ps(LOAD(x + i), _mm256_loadu_ps(y + i), a0);                   \
             a1 = _mm256_fmadd_ps(LOAD(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);           \
             a2 = _mm256_fmadd_ps(LOAD(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);         \
@@ -98,7 +102,7 @@ DEFINE_DOT_HALF(vec_dot_bf16, load_bf16x8)
  * keeps two blocks in flight with separate accumulators: one FMA chain
  * would otherwise bound the loop at its latency per block.
  */
-#define DEFINE_DOT32(name, xtype, ytype, STEP, LUT)                                             \
+#define DEFINE_DOT32(name, xtype, ytype, STEP, LUT)                                          \
     static void name(int64_t n, float *restrict s, const void *restrict vx,                  \
                      const void *restrict vy)                                                \
     {                                                                                        \
@@ -109,6 +113,7 @@ DEFINE_DOT_HALF(vec_dot_bf16, load_bf16x8)
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                            \
         int64_t i = 0;                                                                       \
         for (; i + 2 <= nb; i += 2) {                                                        \
+            simd_prefetch(x + i, 2 * sizeof *x);                                             \
             a0 = STEP(x + i, y + i, lut, a0);                                                \
             a1 = STEP(x + i + 1, y + i + 1, lut, a1);                                        \
         }                                                                                    \
@@ -212,6 +217,7 @@ static inline __m256 step_q5_1(const block_q5_1 *x, const block_q8_1 *y, __m256 
         float m0 = 0.0f, m1 = 0.0f;                                                          \
         int64_t i = 0;                                                                       \
         for (; i + 2 <= nb; i += 2) {                                                        \
+            simd_prefetch(x + i, 2 * sizeof *x);                                             \
             a0 = STEP(x + i, y + i, a0, &m0);                                                \
             a1 = STEP(x + i + 1, y + i + 1, a1, &m1);                                        \
         }                                                                                    \
@@ -243,4 +249,5 @@ void quant_avx2_kernels(quant_kernels *k)
     k->vec_dot[QT_Q5_K] = quant_vec_dot_q5_K_avx2;
     k->vec_dot[QT_Q6_K] = quant_vec_dot_q6_K_avx2;
     k->vec_dot[QT_IQ4_XS] = quant_vec_dot_iq4_xs_avx2;
+    quant_avx2_act_kernels(k);
 }

@@ -22,8 +22,8 @@
  * sub-blocks a group spans two of them, one per 128-bit lane.
  *
  * Bounds (why nothing overflows): maddubs pairs are at most 2 * 63 * 127 =
- * 16002 (Q6_K); scaled by |sc| <= 128 and summed over a super-block an int32
- * lane stays below 2^26.
+ * 16002 (Q6_K) or 2 * 127 * 127 = 32258 (IQ4_XS, with |sc| <= 32); scaled by
+ * |sc| <= 128 and summed over a super-block an int32 lane stays below 2^26.
  */
 #include "quant/quant_simd.h"
 
@@ -34,18 +34,22 @@ static inline __m256i bit_to(__m256i v, int from, int to)
     return from >= to ? _mm256_srli_epi16(b, from - to) : _mm256_slli_epi16(b, to - from);
 }
 
-/* Control for pshufb: every int16 lane takes int16 element k of its 128-bit lane. */
-static inline __m256i pick16(int k)
-{
-    return _mm256_set1_epi16((short)(((2 * k + 1) << 8) | (2 * k)));
-}
-
-/* As pick16, but element 2p in the low 128-bit lane and 2p+1 in the high one. */
-static inline __m256i pick16_pair(int p)
-{
-    return _mm256_set_m128i(_mm_set1_epi16((short)(((4 * p + 3) << 8) | (4 * p + 2))),
-                            _mm_set1_epi16((short)(((4 * p + 1) << 8) | (4 * p))));
-}
+/*
+ * pshufb controls spreading int16 scales (8 per 128-bit lane): PICK(k)
+ * makes every int16 a copy of element k (one 32-element sub-block per
+ * register); PICK_PAIR(p) takes element 2p in the low lane and 2p+1 in the
+ * high one (two 16-element sub-blocks).
+ */
+static _Alignas(32) const uint8_t k_pick[12][32] = {
+    {SIMD_PICK16(0), SIMD_PICK16(0)}, {SIMD_PICK16(1), SIMD_PICK16(1)},
+    {SIMD_PICK16(2), SIMD_PICK16(2)}, {SIMD_PICK16(3), SIMD_PICK16(3)},
+    {SIMD_PICK16(4), SIMD_PICK16(4)}, {SIMD_PICK16(5), SIMD_PICK16(5)},
+    {SIMD_PICK16(6), SIMD_PICK16(6)}, {SIMD_PICK16(7), SIMD_PICK16(7)},
+    {SIMD_PICK16(0), SIMD_PICK16(1)}, {SIMD_PICK16(2), SIMD_PICK16(3)},
+    {SIMD_PICK16(4), SIMD_PICK16(5)}, {SIMD_PICK16(6), SIMD_PICK16(7)},
+};
+#define PICK(k) _mm256_load_si256((const __m256i *)k_pick[k])
+#define PICK_PAIR(p) _mm256_load_si256((const __m256i *)k_pick[8 + (p)])
 
 /* 8 int16 scales in both 128-bit lanes, from 8 int8 or uint8 values. */
 static inline __m256i scales16_i8(const int8_t *p)
@@ -71,7 +75,8 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
 {
     const __m128i sm = simd_k4_scales_mins(scales);
     /* min b against bsums 2b and 2b+1: pair each min with itself */
-    const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), loadu256(y->bsums));
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+    const __m256i msum = _mm256_madd_epi16(m16, loadu256(y->bsums));
     *mins = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), *mins);
 
     const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
@@ -89,8 +94,8 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
         }
         const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y->qs + 64 * j));
         const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y->qs + 64 * j + 32));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc, pick16(2 * j))));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc, pick16(2 * j + 1))));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc, PICK(2 * j))));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc, PICK(2 * j + 1))));
     }
     return _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
 }
@@ -102,9 +107,11 @@ void quant_vec_dot_q4_K_avx2(int64_t n, float *restrict s, const void *restrict 
     const block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps();
     __m256 mins = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         acc = k4_superblock(x[i].qs, NULL, x[i].scales, &y[i], simd_f16_pair(&x[i].d, y[i].d), acc, &mins);
-    *s = simd_hsum_f32x8(acc) - simd_hsum_f32x8(mins);
+    }
+    *s = simd_hsum_f32x8(_mm256_sub_ps(acc, mins));
 }
 
 void quant_vec_dot_q5_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
@@ -114,9 +121,11 @@ void quant_vec_dot_q5_K_avx2(int64_t n, float *restrict s, const void *restrict 
     const block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps();
     __m256 mins = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         acc = k4_superblock(x[i].qs, x[i].qh, x[i].scales, &y[i], simd_f16_pair(&x[i].d, y[i].d), acc, &mins);
-    *s = simd_hsum_f32x8(acc) - simd_hsum_f32x8(mins);
+    }
+    *s = simd_hsum_f32x8(_mm256_sub_ps(acc, mins));
 }
 
 /* --- Q6_K -------------------------------------------------------------- */
@@ -136,26 +145,29 @@ void quant_vec_dot_q6_K_avx2(int64_t n, float *restrict s, const void *restrict 
     const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         /* 32 * sum sc * bsums, the offset of u = q + 32, taken off up front */
-        const __m256i off = _mm256_madd_epi16(sc_all, loadu256(y[i].bsums));
-        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, loadu256(y[i].bsums)), 5);
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), off);
         for (int h = 0; h < 2; h++) {
             const __m256i sc = scales16_i8(x[i].scales + 8 * h);
             const __m256i l0 = loadu256(x[i].ql + 64 * h), l1 = loadu256(x[i].ql + 64 * h + 32);
             const __m256i qh = loadu256(x[i].qh + 32 * h);
             const int8_t *q8 = y[i].qs + 128 * h;
+            const __m256i lo0 = _mm256_and_si256(l0, low4), lo1 = _mm256_and_si256(l1, low4);
+            const __m256i hi0 = _mm256_and_si256(_mm256_srli_epi16(l0, 4), low4);
+            const __m256i hi1 = _mm256_and_si256(_mm256_srli_epi16(l1, 4), low4);
             const __m256i u[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45)),
-                _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(qh, bits45)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
-                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45)),
+                _mm256_or_si256(lo0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45)),
+                _mm256_or_si256(lo1, _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45)),
+                _mm256_or_si256(hi0, _mm256_and_si256(qh, bits45)),
+                _mm256_or_si256(hi1, _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45)),
             };
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 const __m256i p = _mm256_maddubs_epi16(u[g], loadu256(q8 + 32 * g));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16_pair(g))));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK_PAIR(g))));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -178,12 +190,15 @@ void quant_vec_dot_q3_K_avx2(int64_t n, float *restrict s, const void *restrict 
     const __m256i low2 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         const __m128i sc8 = simd_q3k_scales(x[i].scales);
-        const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), loadu256(y[i].bsums));
-        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, loadu256(y[i].bsums)), 2);
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), off); /* 4 * sum sc * bsums */
         const __m256i hm = loadu256(x[i].hmask);
         for (int h = 0; h < 2; h++) {
-            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_srli_si128(sc8, 8) : sc8));
+            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
+            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(half));
             const __m256i q = loadu256(x[i].qs + 32 * h);
             const int8_t *q8 = y[i].qs + 128 * h;
 #pragma GCC unroll 4
@@ -191,7 +206,7 @@ void quant_vec_dot_q3_K_avx2(int64_t n, float *restrict s, const void *restrict 
                 const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2),
                                                   bit_to(hm, 4 * h + g, 2));
                 const __m256i p = _mm256_maddubs_epi16(u, loadu256(q8 + 32 * g));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16_pair(g))));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK_PAIR(g))));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -214,6 +229,7 @@ void quant_vec_dot_q2_K_avx2(int64_t n, float *restrict s, const void *restrict 
     const __m128i low4 = _mm_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
         const __m256i msum = _mm256_madd_epi16(m16, loadu256(y[i].bsums));
@@ -222,19 +238,20 @@ void quant_vec_dot_q2_K_avx2(int64_t n, float *restrict s, const void *restrict 
         const __m128i sc8 = _mm_and_si128(raw, low4);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(h ? _mm_srli_si128(sc8, 8) : sc8));
+            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
+            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(half));
             const __m256i q = loadu256(x[i].qs + 32 * h);
             const int8_t *q8 = y[i].qs + 128 * h;
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2);
                 const __m256i p = _mm256_maddubs_epi16(u, loadu256(q8 + 32 * g));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16_pair(g))));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK_PAIR(g))));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = simd_hsum_f32x8(acc) - simd_hsum_f32x8(mins);
+    *s = simd_hsum_f32x8(_mm256_sub_ps(acc, mins));
 }
 
 /* --- IQ4_XS ------------------------------------------------------------ */
@@ -251,6 +268,7 @@ void quant_vec_dot_iq4_xs_avx2(int64_t n, float *restrict s, const void *restric
     const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         const __m256i sc = _mm256_broadcastsi128_si256(simd_iq4xs_scales(&x[i]));
         __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 8
@@ -258,7 +276,7 @@ void quant_vec_dot_iq4_xs_avx2(int64_t n, float *restrict s, const void *restric
             const __m256i v = _mm256_shuffle_epi8(lut, simd_nibbles32(x[i].qs + 16 * b));
             const __m256i q8 = loadu256(y[i].qs + 32 * b);
             const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(q8, v));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick16(b))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK(b))));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }

@@ -15,13 +15,15 @@
  * right one over each lane; sub-block high bits (Q3_K, Q5_K) are merged with
  * a byte mask from vptestmb and a masked add.
  *
- * IQ4_XS is the exception: its table values are signed, so it biases them by
- * 128 into unsigned bytes and uses vpdpbusd (no int16 stage to saturate),
- * scales the int32 lanes with vpmulld, and subtracts 128 * sum(ls * bsums).
+ * IQ4_XS has signed table values: the magnitudes go to vpmaddubsw and the
+ * signs onto the activations (a masked negate), as the AVX2 sign trick.
  *
- * Bounds as in the AVX2 file: int16 pair sums <= 16002, int32 lanes < 2^26.
+ * Bounds as in the AVX2 file: int16 pair sums <= 2 * 127 * 127 (IQ4_XS),
+ * int32 lanes < 2^26.
  */
 #include "quant/quant_simd.h"
+
+#include <stdbool.h>
 
 #if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__) || \
     !defined(__AVX512VNNI__)
@@ -44,15 +46,22 @@ static inline __m512i pair_shifted(__m256i v, int s)
     return _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, s), 1);
 }
 
-/* pshufb control: every int16 of 128-bit lane l takes int16 element e_l of that lane. */
-static inline __m512i pick16_lanes(int e0, int e1, int e2, int e3)
-{
-#define PICK(e) _mm_set1_epi16((short)(((2 * (e) + 1) << 8) | (2 * (e))))
-    const __m256i lo = _mm256_set_m128i(PICK(e1), PICK(e0));
-    const __m256i hi = _mm256_set_m128i(PICK(e3), PICK(e2));
-#undef PICK
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
+/*
+ * pshufb controls spreading int16 scales (8 per 128-bit lane) over lanes:
+ * PICK_PAIR(m): lanes 0-1 take element 2m, lanes 2-3 element 2m+1 (two
+ * 32-element sub-blocks per register); PICK_QUAD(q): lane l takes element
+ * 4q + l (four 16-element sub-blocks).
+ */
+static _Alignas(64) const uint8_t k_pick[6][64] = {
+    {SIMD_PICK16(0), SIMD_PICK16(0), SIMD_PICK16(1), SIMD_PICK16(1)},
+    {SIMD_PICK16(2), SIMD_PICK16(2), SIMD_PICK16(3), SIMD_PICK16(3)},
+    {SIMD_PICK16(4), SIMD_PICK16(4), SIMD_PICK16(5), SIMD_PICK16(5)},
+    {SIMD_PICK16(6), SIMD_PICK16(6), SIMD_PICK16(7), SIMD_PICK16(7)},
+    {SIMD_PICK16(0), SIMD_PICK16(1), SIMD_PICK16(2), SIMD_PICK16(3)},
+    {SIMD_PICK16(4), SIMD_PICK16(5), SIMD_PICK16(6), SIMD_PICK16(7)},
+};
+#define PICK_PAIR(m) _mm512_load_si512(k_pick[m])
+#define PICK_QUAD(q) _mm512_load_si512(k_pick[4 + (q)])
 
 /* 8 int16 scales in all four lanes, from 8 bytes (signed or unsigned). */
 static inline __m512i scales16_x4(__m128i eight_i16)
@@ -63,20 +72,24 @@ static inline __m512i scales16_x4(__m128i eight_i16)
 /* Byte mask: lanes L0-L1 test bit a, L2-L3 bit b, of each byte of [v | v]. */
 static inline __mmask64 bits_pair(__m512i vv, int a, int b)
 {
-    const __m512i m = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << a)), _mm256_set1_epi8((char)(1 << b)), 1);
+    const __m512i m = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << a)),
+                                         _mm256_set1_epi8((char)(1 << b)), 1);
     return _mm512_test_epi8_mask(vv, m);
 }
 
 /* --- Q4_K and Q5_K ----------------------------------------------------- */
 
-SIMD_INLINE __m512 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
-                                 const block_q8_K *y, __m128 dd, __m512 acc, __m256 *mins)
-{
-    const __m128i sm = simd_k4_scales_mins(scales);
-    /* min b against bsums 2b and 2b+1: pair each min with itself */
-    const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), load256(y->bsums));
-    *mins = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), *mins);
+/*
+ * Super-blocks go in pairs (a, b): the per-super-block work outside the
+ * 256 products (unpacking scales and mins, converting d and dmin, the min
+ * term) is done once for both at 256/512-bit width, which measured ~10%
+ * faster than one at a time. An odd last super-block pairs with itself and
+ * its copy's min term and product are dropped.
+ */
 
+/* sum_b sc_b * sum q * y of one super-block; sm holds its scales (bytes 0..7). */
+SIMD_INLINE __m512i k4_sumi(const uint8_t *qs, const uint8_t *qh, const int8_t *q8, __m128i sm)
+{
     const __m512i sc = scales16_x4(_mm_cvtepu8_epi16(sm));
     const __m512i low4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
     const __m512i hb = qh ? _mm512_broadcast_i64x4(load256(qh)) : _mm512_setzero_si512();
@@ -86,44 +99,82 @@ SIMD_INLINE __m512 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
         /* 64 qs bytes: chunks 2k and 2k+1, i.e. sub-blocks 4k..4k+3 in
          * [lo 2k, lo 2k+1] and [hi 2k, hi 2k+1]; regroup them in order */
         const __m512i q = load512(qs + 64 * k);
-        const __m512i lo = _mm512_and_si512(q, low4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+        const __m512i lo = _mm512_and_si512(q, low4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
         __m512i u0 = _mm512_shuffle_i64x2(lo, hi, 0x44); /* sub-blocks 4k, 4k+1 */
         __m512i u1 = _mm512_shuffle_i64x2(lo, hi, 0xEE); /* sub-blocks 4k+2, 4k+3 */
         if (qh) {
             u0 = _mm512_mask_add_epi8(u0, bits_pair(hb, 4 * k, 4 * k + 1), u0, sixteen);
             u1 = _mm512_mask_add_epi8(u1, bits_pair(hb, 4 * k + 2, 4 * k + 3), u1, sixteen);
         }
-        const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y->qs + 128 * k));
-        const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y->qs + 128 * k + 64));
-        sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_shuffle_epi8(sc, pick16_lanes(4 * k, 4 * k, 4 * k + 1, 4 * k + 1)));
-        sumi = _mm512_dpwssd_epi32(sumi, p1, _mm512_shuffle_epi8(sc, pick16_lanes(4 * k + 2, 4 * k + 2, 4 * k + 3, 4 * k + 3)));
+        const __m512i p0 = _mm512_maddubs_epi16(u0, load512(q8 + 128 * k));
+        const __m512i p1 = _mm512_maddubs_epi16(u1, load512(q8 + 128 * k + 64));
+        sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_shuffle_epi8(sc, PICK_PAIR(2 * k)));
+        sumi = _mm512_dpwssd_epi32(sumi, p1, _mm512_shuffle_epi8(sc, PICK_PAIR(2 * k + 1)));
     }
-    return _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi), acc);
+    return sumi;
 }
 
-void quant_vec_dot_q4_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                               const void *restrict vy)
+/* What a pair of super-blocks shares: its scales, and its d * y.d. */
+typedef struct k4_pair {
+    __m256i sm;    /* scales and mins: super-block a in the low 16 bytes, b in the high */
+    __m512 da, db; /* d * y.d of a and of b, broadcast */
+} k4_pair;
+
+/*
+ * Unpacks the scales of super-blocks a and b (hd: their d, dmin halves) and
+ * adds both min terms, dmin * y.d * sum_b m_b * bsums, to *mins; b's only
+ * if pair_b (else b is a again).
+ */
+SIMD_INLINE k4_pair k4_pair_start(const uint8_t *sc_a, const uint8_t *sc_b, const ggml_half *hd_a,
+                                  const ggml_half *hd_b, const block_q8_K *ya, const block_q8_K *yb,
+                                  bool pair_b, __m512 *mins)
 {
-    const block_q4_K *x = vx;
-    const block_q8_K *y = vy;
-    __m512 acc = _mm512_setzero_ps();
-    __m256 mins = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
-        acc = k4_superblock(x[i].qs, NULL, x[i].scales, &y[i], simd_f16_pair(&x[i].d, y[i].d), acc, &mins);
-    *s = _mm512_reduce_add_ps(acc) - simd_hsum_f32x8(mins);
+    k4_pair p;
+    p.sm = simd_k4_scales_mins_x2(sc_a, sc_b);
+    uint32_t ha, hb;
+    memcpy(&ha, hd_a, sizeof ha);
+    memcpy(&hb, hd_b, sizeof hb);
+    const __m128 h = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)ha), (int)hb, 1));
+    const __m128 dd = _mm_mul_ps(h, _mm_setr_ps(ya->d, ya->d, yb->d, yb->d)); /* d a, dmin a, d b, dmin b */
+    const __m512 d4 = _mm512_castps128_ps512(dd);
+    p.da = _mm512_broadcastss_ps(dd);
+    p.db = _mm512_permutexvar_ps(_mm512_set1_epi32(2), d4);
+    /* mins paired with themselves against bsums 2b, 2b+1: lanes 0..7 a, 8..15 b */
+    const __m512i m16 = _mm512_cvtepu8_epi16(_mm256_unpackhi_epi8(p.sm, p.sm));
+    const __m512i bs = _mm512_inserti64x4(_mm512_castsi256_si512(load256(ya->bsums)), load256(yb->bsums), 1);
+    const __m512i dmin_lanes = _mm512_inserti64x4(_mm512_set1_epi32(1), _mm256_set1_epi32(3), 1);
+    const __m512 dmin = _mm512_maskz_permutexvar_ps(pair_b ? 0xFFFF : 0x00FF, dmin_lanes, d4);
+    *mins = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bs)), *mins);
+    return p;
 }
 
-void quant_vec_dot_q5_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                               const void *restrict vy)
-{
-    const block_q5_K *x = vx;
-    const block_q8_K *y = vy;
-    __m512 acc = _mm512_setzero_ps();
-    __m256 mins = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
-        acc = k4_superblock(x[i].qs, x[i].qh, x[i].scales, &y[i], simd_f16_pair(&x[i].d, y[i].d), acc, &mins);
-    *s = _mm512_reduce_add_ps(acc) - simd_hsum_f32x8(mins);
-}
+#define DEFINE_DOT_K4(name, xtype, QH)                                                                 \
+    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)          \
+    {                                                                                                  \
+        const xtype *x = vx;                                                                           \
+        const block_q8_K *y = vy;                                                                      \
+        const int64_t nb = n / QK_K;                                                                   \
+        __m512 acc = _mm512_setzero_ps(), mins = _mm512_setzero_ps();                                  \
+        for (int64_t a = 0; a < nb; a += 2) {                                                          \
+            const int64_t b = a + 1 < nb ? a + 1 : a;                                                  \
+            simd_prefetch(&x[a], 2 * sizeof *x);                                                       \
+            const k4_pair p = k4_pair_start(x[a].scales, x[b].scales, &x[a].d, &x[b].d, &y[a], &y[b],  \
+                                            b != a, &mins);                                            \
+            const __m512i sa = k4_sumi(x[a].qs, QH(a), y[a].qs, _mm256_castsi256_si128(p.sm));         \
+            acc = _mm512_fmadd_ps(p.da, _mm512_cvtepi32_ps(sa), acc);                                  \
+            if (b != a) {                                                                              \
+                const __m512i sb = k4_sumi(x[b].qs, QH(b), y[b].qs, _mm256_extracti128_si256(p.sm, 1)); \
+                acc = _mm512_fmadd_ps(p.db, _mm512_cvtepi32_ps(sb), acc);                              \
+            }                                                                                          \
+        }                                                                                              \
+        *s = _mm512_reduce_add_ps(_mm512_sub_ps(acc, mins));                                           \
+    }
+
+#define Q4K_NO_QH(i) NULL
+#define Q5K_QH(i) x[i].qh
+DEFINE_DOT_K4(quant_vec_dot_q4_K_avx512, block_q4_K, Q4K_NO_QH)
+DEFINE_DOT_K4(quant_vec_dot_q5_K_avx512, block_q5_K, Q5K_QH)
 
 /* --- Q6_K -------------------------------------------------------------- */
 
@@ -138,20 +189,24 @@ void quant_vec_dot_q6_K_avx512(int64_t n, float *restrict s, const void *restric
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
     const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i pick_lo = pick16_lanes(0, 1, 2, 3), pick_hi = pick16_lanes(4, 5, 6, 7);
+    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        const __m256i off = _mm256_madd_epi16(sc_all, load256(y[i].bsums));
         /* -32 * sum sc * bsums, in the low 8 lanes */
-        __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
+        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, load256(y[i].bsums)), 5);
+        __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
         for (int h = 0; h < 2; h++) {
-            const __m512i sc = scales16_x4(h ? _mm256_extracti128_si256(sc_all, 1) : _mm256_castsi256_si128(sc_all));
+            const __m128i half = h ? _mm256_extracti128_si256(sc_all, 1) : _mm256_castsi256_si128(sc_all);
+            const __m512i sc = scales16_x4(half);
             const __m512i l = load512(x[i].ql + 64 * h);
             const __m512i hh = pair_shifted(load256(x[i].qh + 32 * h), 2);
             /* A | (B & C): 0xF8 */
-            const __m512i u0 = _mm512_ternarylogic_epi32(_mm512_and_si512(l, low4), _mm512_slli_epi16(hh, 4), bits45, 0xF8);
-            const __m512i u1 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4), hh, bits45, 0xF8);
+            const __m512i lo = _mm512_and_si512(l, low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), low4);
+            const __m512i u0 = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(hh, 4), bits45, 0xF8);
+            const __m512i u1 = _mm512_ternarylogic_epi32(hi, hh, bits45, 0xF8);
             const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[i].qs + 128 * h));
             const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[i].qs + 128 * h + 64));
             sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_shuffle_epi8(sc, pick_lo));
@@ -176,15 +231,19 @@ void quant_vec_dot_q3_K_avx512(int64_t n, float *restrict s, const void *restric
     const block_q3_K *x = vx;
     const block_q8_K *y = vy;
     const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
-    const __m512i pick_lo = pick16_lanes(0, 1, 2, 3), pick_hi = pick16_lanes(4, 5, 6, 7);
+    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         const __m128i sc8 = simd_q3k_scales(x[i].scales);
-        const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load256(y[i].bsums));
-        __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2)));
+        /* -4 * sum sc * bsums, in the low 8 lanes */
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y[i].bsums)), 2);
+        __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
         const __m512i hm = _mm512_broadcast_i64x4(load256(x[i].hmask));
         for (int h = 0; h < 2; h++) {
-            const __m512i sc = scales16_x4(_mm_cvtepi8_epi16(h ? _mm_srli_si128(sc8, 8) : sc8));
+            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
+            const __m512i sc = scales16_x4(_mm_cvtepi8_epi16(half));
             const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
             __m512i u0 = _mm512_and_si512(q, low2);
             __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
@@ -207,10 +266,11 @@ void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restric
     const block_q8_K *y = vy;
     const __m512i low2 = _mm512_set1_epi8(3);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    const __m512i pick_lo = pick16_lanes(0, 1, 2, 3), pick_hi = pick16_lanes(4, 5, 6, 7);
+    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
     __m512 acc = _mm512_setzero_ps();
     __m256 mins = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
         const __m256i msum = _mm256_madd_epi16(m16, load256(y[i].bsums));
@@ -219,7 +279,8 @@ void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restric
         const __m128i sc8 = _mm_and_si128(raw, low4);
         __m512i sumi = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            const __m512i sc = scales16_x4(_mm_cvtepu8_epi16(h ? _mm_srli_si128(sc8, 8) : sc8));
+            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
+            const __m512i sc = scales16_x4(_mm_cvtepu8_epi16(half));
             const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
             const __m512i u0 = _mm512_and_si512(q, low2);
             const __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
@@ -236,38 +297,43 @@ void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restric
 /* --- IQ4_XS ------------------------------------------------------------ */
 
 /*
- * Sub-blocks 2p and 2p+1 share 32 qs bytes: [A | B], A = 16 bytes of 2p.
- * [A, A, B, B] shifted by [0, 4, 0, 4] and masked are the 64 elements in
- * order. u = kvalues[nib] + 128 (1..241), dpbusd'd with y into int32 lanes
- * (lanes 0..7 sub-block 2p, 8..15 sub-block 2p+1), times ls - 32.
+ * 64 qs bytes hold sub-blocks 4k..4k+3, 16 bytes each: the low nibbles of a
+ * sub-block's bytes are its elements 0..15, the high nibbles 16..31. Two
+ * vpermt2q interleave [lo | hi] lanes back into element order. The table
+ * values are signed (-127..113): vpmaddubsw gets their magnitudes, and y
+ * negated where the value is negative (nibbles 0..7); 2 * 127 * 127 fits
+ * int16.
  */
 void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restrict vx,
                                  const void *restrict vy)
 {
     const block_iq4_xs *x = vx;
     const block_q8_K *y = vy;
-    const __m512i lut = _mm512_broadcast_i32x4(
-        _mm_add_epi8(_mm_loadu_si128((const __m128i *)kvalues_iq4nl), _mm_set1_epi8((char)128)));
-    const __m512i dup = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
-    const __m512i shift = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    const __m128i table = _mm_loadu_si128((const __m128i *)kvalues_iq4nl);
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_abs_epi8(table)); /* |value| */
+    const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11); /* sub-blocks 4k, 4k+1 */
+    const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15); /* 4k+2, 4k+3 */
+    const __m512i low4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        const __m128i ls16 = simd_iq4xs_scales(&x[i]);
-        const __m512i ls32 = _mm512_castsi256_si512(_mm256_cvtepi16_epi32(ls16));
-        /* the bias: 128 * sum_b ls_b * (bsums[2b] + bsums[2b+1]) */
-        const __m256i bs = load256(y[i].bsums);
-        const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        const __m128i bias = _mm_slli_epi32(_mm_madd_epi16(ls16, bs32), 7);
-        __m512i sumi = _mm512_zextsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), bias));
-#pragma GCC unroll 4
-        for (int p = 0; p < 4; p++) {
-            const __m512i z = _mm512_permutexvar_epi64(dup, _mm512_castsi256_si512(load256(x[i].qs + 32 * p)));
-            const __m512i u = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srlv_epi64(z, shift), low4));
-            const __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, load512(y[i].qs + 64 * p));
-            const __m512i lsp = _mm512_permutexvar_epi32(
-                _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1), ls32);
-            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(t, lsp));
+        simd_prefetch(&x[i], sizeof x[i]);
+        const __m512i sc = scales16_x4(simd_iq4xs_scales(&x[i]));
+        __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) {
+            const __m512i q = load512(x[i].qs + 64 * k);
+            const __m512i lo = _mm512_and_si512(q, low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+            const __m512i nib[2] = {_mm512_permutex2var_epi64(lo, first, hi),
+                                    _mm512_permutex2var_epi64(lo, second, hi)};
+            for (int j = 0; j < 2; j++) {
+                const int b = 4 * k + 2 * j; /* sub-blocks b, b + 1 */
+                const __m512i y8 = load512(y[i].qs + 32 * b);
+                const __mmask64 neg = _mm512_testn_epi8_mask(nib[j], eight);
+                const __m512i ys = _mm512_mask_sub_epi8(y8, neg, _mm512_setzero_si512(), y8);
+                const __m512i prod = _mm512_maddubs_epi16(_mm512_shuffle_epi8(lut, nib[j]), ys);
+                sumi = _mm512_dpwssd_epi32(sumi, prod, _mm512_shuffle_epi8(sc, PICK_PAIR(b / 2)));
+            }
         }
         acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * simd_f16(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
     }
