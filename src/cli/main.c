@@ -17,6 +17,7 @@ struct command {
 
 static const struct command g_commands[] = {
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors (--json, --dump)"},
+    {"plan", cmd_plan, "what an expert cache of each size buys here: hit rates, tok/s"},
     {"models", cmd_models, "list the GGUF models on this machine (Ollama, HF cache, LM Studio)"},
     {"logits", cmd_logits, "write a model's logits for given token ids (float32)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text under a model's tokenizer"},
