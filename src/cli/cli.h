@@ -12,6 +12,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_gen(int argc, char **argv);
 
 /* Prints "spillway: <msg>" to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
