@@ -247,7 +247,7 @@ TEST(matvec_wide_rows_sliced_activation)
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         quant_type t = types[ti];
         const quant_traits *tr = quant_traits_of(t);
-        int64_t rows = 40, cols = 256 * 17; /* blocks do not split evenly */
+        int64_t rows = 40, cols = 256 * 67; /* >= ACT_PARALLEL_MIN; blocks split unevenly */
         void *W = make_weights(t, rows, cols, 31 + ti);
         float *x = make_floats(cols, 41 + ti);
         float *y = malloc(sizeof(float) * (size_t)rows);

@@ -30,7 +30,7 @@
 #define W_CHUNK_MAX_BYTES (256 * 1024) /* weight chunk kept in L2 across act blocks */
 #define STACK_ACT_BYTES (32 * 1024)  /* converted activations up to this size live on the stack */
 #define STACK_STREAMS 64             /* streams up to this many threads live on the stack */
-#define ACT_PARALLEL_MIN 2048        /* activation elements worth converting in parallel */
+#define ACT_PARALLEL_MIN 16384       /* activation elements worth converting in parallel */
 
 /* A run of chunks [front, back): the owner takes from the front, thieves
  * from the back. Packed in one word (front low, back high) so one CAS
@@ -115,8 +115,9 @@ static void act_task(void *arg, int task, int n_tasks, int thread)
     const struct act_job *j = arg;
     int64_t i = task / j->slices, b0 = task % j->slices * j->per;
     int64_t b1 = b0 + j->per < j->nb ? b0 + j->per : j->nb;
-    j->quantize(j->X + i * j->cols + b0 * j->blck,
-                j->A + (size_t)i * j->a_row_bytes + (size_t)b0 * j->blck_bytes, (b1 - b0) * j->blck);
+    const float *x = j->X + i * j->cols + b0 * j->blck;
+    uint8_t *a = j->A + (size_t)i * j->a_row_bytes + (size_t)b0 * j->blck_bytes;
+    j->quantize(x, a, (b1 - b0) * j->blck);
 }
 
 /* Converts X[m][cols] to A, over the pool when there is enough of it. */

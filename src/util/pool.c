@@ -25,16 +25,16 @@
  * Sleeping: an idle worker spins on the ticket for SW_POOL_SPIN_US, then
  * registers in `sleepers` and futex-waits on `wake_seq`, which the caller
  * bumps after each publish (and wakes only if someone sleeps). The caller,
- * once it has run out of tasks, spins likewise and then futex-waits on
- * `done`, flagging `caller_waiting` so the finishing worker wakes it. Both
- * handshakes are the usual store-then-check pairs on seq_cst atomics.
+ * once it has run out of tasks, spins for CALLER_SPIN_US and then
+ * futex-waits on `done`, flagging `caller_waiting` so the finishing worker
+ * wakes it. Both handshakes are the usual store-then-check pairs on seq_cst
+ * atomics.
  *
  * Rounds: n_tasks above SW_POOL_ROUND are run as several rounds, each task
  * index offset by `base`.
  */
 #include "util/pool.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -51,6 +51,10 @@
 #define N_BITS 24
 #define SW_POOL_ROUND (1 << (N_BITS - 1)) /* leaves room for over-claims */
 #define CACHE_LINE 64
+/* How long the caller spins for stragglers before it sleeps. A legitimate
+ * straggler is one chunk of work from done; one that takes longer has
+ * probably lost its core, and sleeping gives the core back. */
+#define CALLER_SPIN_US 50
 
 struct sw_pool {
     /* Line 1: the ticket and the job it hands out (claimed together). */
@@ -81,9 +85,20 @@ struct sw_pool {
 static _Thread_local sw_pool *tls_pool;
 static _Thread_local int tls_thread;
 
-static inline uint32_t ticket_gen(uint64_t t) { return (uint32_t)(t >> (NEXT_BITS + N_BITS)); }
-static inline uint32_t ticket_n(uint64_t t) { return (uint32_t)(t >> NEXT_BITS) & ((1u << N_BITS) - 1); }
-static inline uint32_t ticket_next(uint64_t t) { return (uint32_t)t & ((1u << NEXT_BITS) - 1); }
+static inline uint32_t ticket_gen(uint64_t t)
+{
+    return (uint32_t)(t >> (NEXT_BITS + N_BITS));
+}
+
+static inline uint32_t ticket_n(uint64_t t)
+{
+    return (uint32_t)(t >> NEXT_BITS) & ((1u << N_BITS) - 1);
+}
+
+static inline uint32_t ticket_next(uint64_t t)
+{
+    return (uint32_t)t & ((1u << NEXT_BITS) - 1);
+}
 
 static inline void cpu_relax(void)
 {
@@ -257,7 +272,7 @@ static void caller_wait(sw_pool *p, uint32_t n)
         if (atomic_load_explicit(&p->done, memory_order_acquire) == n)
             return;
         cpu_relax();
-        if ((i & 127) == 0 && now_us() - start > SW_POOL_SPIN_US)
+        if ((i & 127) == 0 && now_us() - start > CALLER_SPIN_US)
             break;
     }
     for (;;) {

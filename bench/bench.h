@@ -1,0 +1,128 @@
+/*
+ * bench.h — spillway-bench: matrix-vector throughput against the machine's
+ * own memory bandwidth, measured in the same run.
+ *
+ * A decode step of a large model is a chain of matrix-vector products whose
+ * weights do not fit in cache, so the speed that matters is how close the
+ * kernels come to streaming weights at DRAM speed. The benchmark therefore:
+ *
+ *   1. measures read bandwidth with a plain SIMD sum over a large buffer
+ *      (bench_mem.c, kernels in bench_read_*.c), per thread count;
+ *   2. fills the same buffer with many distinct weight matrices (together
+ *      far larger than the last-level cache) and times quant_matvec over
+ *      them in turn, reporting weight bytes read per second and the fraction
+ *      of the bandwidth of step 1 (bench_matvec.c);
+ *   3. prints a markdown report and optionally writes it to a file
+ *      (bench_main.c).
+ *
+ * Timing: the buffer is cut into segments of BENCH_SEGMENT_BYTES (twice a
+ * large L3), each timed on its own as one sample, cycling through the whole
+ * buffer so no sample finds its data in cache; the result is the best
+ * sample. On a shared machine other processes take our cores now and then,
+ * and a 2-thread sample in which one thread waited for its core measures
+ * the neighbour, not the hardware. So every sample also counts preemptions
+ * of our threads (getrusage) and how long they sat runnable waiting for a
+ * CPU (schedstat's run delay): a sample with neither is clean, and the best
+ * clean sample is reported. Sampling goes on (within a time budget) until a
+ * few clean ones are in; a figure with none is marked. What this cannot see
+ * is a neighbour that competes for DRAM rather than for our cores.
+ */
+#ifndef SW_BENCH_H
+#define SW_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "quant/quant.h"
+#include "util/pool.h"
+
+/* --- bench_mem.c ---------------------------------------------------------- */
+
+#define BENCH_SEGMENT_BYTES ((size_t)64 << 20)
+#define BENCH_MIN_CLEAN 3       /* clean samples wanted per figure */
+#define BENCH_EXTRA_BUDGET_S 6.0 /* time a figure may take looking for them */
+
+/* Best throughput seen, over clean samples and over all. */
+typedef struct bench_best {
+    double clean; /* bytes/s, best sample in which our threads had their CPUs */
+    double any;   /* bytes/s, best sample */
+    int n, n_clean;
+} bench_best;
+
+void bench_best_add(bench_best *b, double rate, int clean);
+void bench_best_merge(bench_best *into, const bench_best *from);
+/* The figure to report: best clean sample, else best of any. */
+double bench_best_rate(const bench_best *b);
+
+/* Times samples and says whether each was clean; one timer serves a whole
+ * sampling loop (start with {0}), since a disturbance can span two samples. */
+typedef struct bench_timer {
+    double t0;
+    long long delay0; /* our threads' booked wait for a CPU at the start, ns */
+    long preempt0;    /* involuntary context switches at the start */
+    long preempt1;    /* ... at the end of the last sample (-2: it was preempted) */
+    int started, tainted;
+} bench_timer;
+
+void bench_timer_start(bench_timer *t);
+/* Seconds since start; *clean = no preemption and hardly any wait for a CPU. */
+double bench_timer_stop(bench_timer *t, int *clean);
+
+/* Whether a sampling loop that has spent `spent` seconds on `done` samples,
+ * of `planned`, should take another. */
+int bench_want_more(const bench_best *b, int done, int planned, double spent, double budget);
+
+/* A page-aligned buffer, transparent huge pages requested, every page touched
+ * (no faults inside timed regions). NULL on failure. */
+void *bench_buffer_alloc(size_t bytes);
+void bench_buffer_free(void *p, size_t bytes);
+
+/* Read bandwidth of one segment, over `reps` passes through buf[0, bytes),
+ * with all threads of pool (NULL: one thread); merged into *best. */
+void bench_read_bandwidth(sw_pool *pool, const void *buf, size_t bytes, int reps,
+                          bench_best *best);
+
+/* Name of the read kernel bench_read_bandwidth uses ("avx512", ...). */
+const char *bench_read_kernel_name(void);
+
+/* Sums 64-bit words of p[0, bytes); bytes a multiple of 256, p 64-aligned.
+ * The result only keeps the loads from being optimized away. */
+uint64_t bench_read_sum_avx2(const void *p, size_t bytes);
+uint64_t bench_read_sum_avx512(const void *p, size_t bytes);
+
+/* Seconds on the monotonic clock. */
+double bench_now(void);
+
+/* --- bench_matvec.c ------------------------------------------------------- */
+
+typedef struct bench_result {
+    bench_best rate;  /* weight bytes read per second */
+    double mat_bytes; /* bytes of one matrix (so µs per call = mat_bytes / rate) */
+    int n_mats;       /* distinct matrices cycled over */
+} bench_result;
+
+/*
+ * Fills arena[0, arena_bytes) with as many rows x cols matrices of type t as
+ * fit, back to back; returns 0, or -1 with why filled (type cannot be
+ * generated, arena too small).
+ */
+int bench_matvec_prepare(quant_type t, int64_t rows, int64_t cols, void *arena,
+                         size_t arena_bytes, int *n_mats, char *why, size_t whylen);
+/* Times quant_matvec over those matrices: a sample is one segment's worth of
+ * consecutive matrices; `reps` passes through all of them, cut short after a
+ * few seconds (see bench_want_more). Returns 0, or -1 with why. */
+int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, const void *arena,
+                     int n_mats, int reps, bench_result *out, char *why, size_t whylen);
+
+/* Average seconds per sw_pool_run of an empty job with one task per thread. */
+double bench_pool_dispatch(sw_pool *pool, int iters);
+
+/* --- other sections ------------------------------------------------------- */
+
+/* bench_tokenize.c: tokenizer throughput, as a markdown section; 0 or -1. */
+int bench_tokenize(FILE *md_out);
+/* bench_reader.c: disk streaming of expert-sized reads; 0 or -1. */
+int bench_reader(FILE *md);
+
+#endif
