@@ -26,6 +26,8 @@ isa_flags = $(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _a
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+# `spillway bench` measures bandwidth with spillway-bench's own probe
+CLI_SRC  += bench/bench_mem.c bench/bench_read_avx2.c bench/bench_read_avx512.c
 TEST_SRC := $(sort $(wildcard tests/*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 

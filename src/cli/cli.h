@@ -8,6 +8,8 @@
 #define SW_CLI_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

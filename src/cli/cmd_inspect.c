@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
+#include "store/catalog.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,15 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define ARRAY_HEAD 8     /* elements shown of a long array */
 #define STR_SHOWN 72     /* characters shown of a long string */
 
 static const char *usage_text =
-    "usage: spillway inspect FILE.gguf [--json]\n"
-    "       spillway inspect FILE.gguf --dump TENSOR --out PATH\n"
+    "usage: spillway inspect MODEL [--json]\n"
+    "       spillway inspect MODEL --dump TENSOR --out PATH\n"
     "\n"
     "Shows a GGUF file's architecture, hyperparameters, metadata and tensors.\n"
+    "MODEL is a GGUF file or a model name (see 'spillway models').\n"
     "  --json          print one JSON object instead of text\n"
     "  --dump TENSOR   write TENSOR's values, dequantized to little-endian float32,\n"
     "  --out PATH      to PATH ('-' for standard output)\n";
@@ -428,9 +431,19 @@ int cmd_inspect(int argc, char **argv)
     }
     gguf_ctx *g;
     sw_err err;
-    if (gguf_open(path, dump ? GGUF_MMAP : GGUF_NO_DATA, &g, &err) != 0)
+    char *file;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) /* any file, a split part too */
+        file = strdup(path);
+    else if (catalog_resolve(path, NULL, &file, &err) < 0)
         return cli_fail("%s", err.msg);
-    int rc = dump ? dump_tensor(g, dump, out) : json ? print_json(g) : (print_text(g), 0);
+    if (!file)
+        return cli_fail("out of memory");
+    int rc = gguf_open(file, dump ? GGUF_MMAP : GGUF_NO_DATA, &g, &err);
+    free(file);
+    if (rc != 0)
+        return cli_fail("%s", err.msg);
+    rc = dump ? dump_tensor(g, dump, out) : json ? print_json(g) : (print_text(g), 0);
     gguf_close(g);
     return rc;
 }

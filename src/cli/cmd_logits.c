@@ -4,8 +4,13 @@
  * Runs the forward pass over the given token ids and writes the logits of
  * every position as little-endian float32, row-major [n_tokens][n_vocab]:
  * the format of the fixtures' reference logits, so the two compare directly.
+ *
+ * It is also the forward pass's stopwatch: --time reports the prompt's
+ * throughput, and --decode N then greedily decodes N more tokens one at a
+ * time and reports their rate, with the weights already in memory.
  */
 #include "cli/cli.h"
+#include "model/kv_cache.h"
 #include "model/model.h"
 #include "store/store.h"
 #include "util/pool.h"
@@ -14,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *usage_text =
     "usage: spillway logits MODEL.gguf --tokens ID,ID,... --out FILE [options]\n"
@@ -21,12 +27,33 @@ static const char *usage_text =
     "Writes the logits of every position as little-endian float32 [n_tokens][n_vocab].\n"
     "  --tokens LIST   comma-separated token ids\n"
     "  --out FILE      output file ('-' for standard output)\n"
+    "  --last          write only the last position's logits [n_vocab]\n"
     "  --threads N     threads (default: all CPUs this process may use)\n"
     "  --batch N       tokens per forward step (default 512; 1 = one at a time)\n"
-    "  --kv-type T     KV cache type: f32 (default) or f16\n"
+    "  --kv-type T     KV cache type: f32 (default), f16 or q8_0\n"
+    "  --ctx N         KV cache positions (default: as many as needed)\n"
     "  --compat llama.cpp  follow llama.cpp where it knowingly differs from the\n"
     "                  reference (YaRN rounding, F16/BF16 activations), to compare\n"
-    "                  with llama.cpp's logits (use with --kv-type f16)\n";
+    "                  with llama.cpp's logits (use with --kv-type f16)\n"
+    "  --time          report tokens per second on standard error\n"
+    "  --decode N      after the tokens, decode N more greedily, one at a time,\n"
+    "                  and report their rate (implies --time; not written)\n";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int32_t argmax(const float *x, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
 
 /* Parses "1,2,3" into a malloc'd array. */
 static int parse_tokens(const char *s, int32_t **out, int *n)
@@ -75,11 +102,29 @@ static int write_floats(const char *path, const float *x, size_t n)
     return bad ? -1 : 0;
 }
 
+/* Greedy decoding of n_decode tokens after the prompt whose last logits are
+ * in `last`; prints the rate. */
+static int decode_greedy(model *m, model_state *s, kv_cache *kv, sw_pool *pool, float *last,
+                         int n_vocab, int n_decode, sw_err *err)
+{
+    double t0 = now_s();
+    for (int i = 0; i < n_decode; i++) {
+        int32_t tok = argmax(last, n_vocab);
+        int rc = model_forward(m, s, kv, pool, &tok, 1, last, MODEL_LOGITS_LAST, err);
+        if (rc)
+            return rc;
+    }
+    double dt = now_s() - t0;
+    fprintf(stderr, "decode: %d tokens in %.3f s, %.2f tok/s (context %d..%d)\n", n_decode, dt,
+            n_decode / dt, kv_cache_pos(kv) - n_decode, kv_cache_pos(kv));
+    return 0;
+}
+
 int cmd_logits(int argc, char **argv)
 {
     const char *path = NULL, *tokens_arg = NULL, *out_path = NULL;
-    int threads = 0, batch = 0;
-    quant_type kv = QT_F32;
+    int threads = 0, batch = 0, n_ctx = 0, n_decode = 0, timing = 0, last_only = 0;
+    kv_cache_opts ko = {.type = QT_F32};
     model_opts mo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -90,18 +135,29 @@ int cmd_logits(int argc, char **argv)
             tokens_arg = argv[++i];
         } else if (!strcmp(a, "--out") && i + 1 < argc) {
             out_path = argv[++i];
+        } else if (!strcmp(a, "--last")) {
+            last_only = 1;
         } else if (!strcmp(a, "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
         } else if (!strcmp(a, "--batch") && i + 1 < argc) {
             batch = atoi(argv[++i]);
+        } else if (!strcmp(a, "--ctx") && i + 1 < argc) {
+            n_ctx = atoi(argv[++i]);
+        } else if (!strcmp(a, "--time")) {
+            timing = 1;
+        } else if (!strcmp(a, "--decode") && i + 1 < argc) {
+            n_decode = atoi(argv[++i]);
+            timing = 1;
         } else if (!strcmp(a, "--kv-type") && i + 1 < argc) {
             const char *t = argv[++i];
             if (!strcmp(t, "f32"))
-                kv = QT_F32;
+                ko.type = QT_F32;
             else if (!strcmp(t, "f16"))
-                kv = QT_F16;
+                ko.type = QT_F16;
+            else if (!strcmp(t, "q8_0"))
+                ko.type = QT_Q8_0;
             else {
-                cli_fail("logits: --kv-type must be f32 or f16, not '%s'", t);
+                cli_fail("logits: --kv-type must be f32, f16 or q8_0, not '%s'", t);
                 return 2;
             }
         } else if (!strcmp(a, "--compat") && i + 1 < argc) {
@@ -118,7 +174,8 @@ int cmd_logits(int argc, char **argv)
             return 2;
         }
     }
-    if (!path || !tokens_arg || !out_path || threads < 0 || batch < 0) {
+    if (!path || !tokens_arg || !out_path || threads < 0 || batch < 0 || n_ctx < 0 ||
+        n_decode < 0) {
         fputs(usage_text, stderr);
         return 2;
     }
@@ -128,11 +185,13 @@ int cmd_logits(int argc, char **argv)
         cli_fail("logits: --tokens must be comma-separated token ids");
         return 2;
     }
+    ko.n_ctx = n_ctx ? n_ctx : n + n_decode;
 
     sw_err err = {0};
     store *st = NULL;
     model *m = NULL;
     model_state *s = NULL;
+    kv_cache *kv = NULL;
     sw_pool *pool = NULL;
     float *logits = NULL;
     int status = 1;
@@ -140,20 +199,33 @@ int cmd_logits(int argc, char **argv)
         goto done;
     model_info info;
     model_get_info(m, &info);
-    model_state_opts so = {.n_ctx = n, .n_batch = batch, .kv_type = kv};
-    if (model_state_new(m, &so, &s, &err) || sw_pool_create(threads, &pool, &err))
+    model_state_opts so = {.n_batch = batch};
+    if (kv_cache_new(m, &ko, &kv, &err) || model_state_new(m, &so, &s, &err) ||
+        sw_pool_create(threads, &pool, &err))
         goto done;
-    logits = malloc(sizeof(float) * (size_t)n * (size_t)info.n_vocab);
+    size_t rows = last_only ? 1 : (size_t)n;
+    logits = malloc(sizeof(float) * rows * (size_t)info.n_vocab);
     if (!logits) {
-        sw_errf(&err, SW_ENOMEM, "out of memory for %d x %d logits", n, info.n_vocab);
+        sw_errf(&err, SW_ENOMEM, "out of memory for %zu x %d logits", rows, info.n_vocab);
         goto done;
     }
-    if (model_forward(m, s, pool, tokens, n, logits, MODEL_LOGITS_ALL, &err))
+    double t0 = now_s();
+    if (model_forward(m, s, kv, pool, tokens, n, logits,
+                      last_only ? MODEL_LOGITS_LAST : MODEL_LOGITS_ALL, &err))
         goto done;
-    if (write_floats(out_path, logits, (size_t)n * info.n_vocab)) {
+    if (timing) {
+        double dt = now_s() - t0;
+        fprintf(stderr, "forward: %d tokens in %.3f s, %.2f tok/s (batch %d, %d threads, KV %s)\n",
+                n, dt, n / dt, batch ? batch : 512, sw_pool_size(pool),
+                quant_name(kv_cache_type(kv)));
+    }
+    if (write_floats(out_path, logits, rows * info.n_vocab)) {
         sw_errf(&err, SW_EIO, "cannot write '%s': %s", out_path, strerror(errno));
         goto done;
     }
+    if (n_decode && decode_greedy(m, s, kv, pool, logits + (rows - 1) * info.n_vocab,
+                                  info.n_vocab, n_decode, &err))
+        goto done;
     status = 0;
 done:
     if (status)
@@ -161,6 +233,7 @@ done:
     free(logits);
     sw_pool_destroy(pool);
     model_state_free(s);
+    kv_cache_free(kv);
     model_free(m);
     store_close(st);
     free(tokens);

@@ -10,6 +10,7 @@
  */
 #include "cli/cli.h"
 #include "gguf/gguf.h"
+#include "store/catalog.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
 
@@ -18,8 +19,9 @@
 #include <string.h>
 
 static const char *usage_text =
-    "usage: spillway tokenize MODEL.gguf [--ids] [--no-bos] [--special] (-p TEXT | -f FILE)\n"
+    "usage: spillway tokenize MODEL [--ids] [--no-bos] [--special] (-p TEXT | -f FILE)\n"
     "\n"
+    "MODEL is a GGUF file (a model or a vocabulary) or a model name.\n"
     "Prints the token ids of TEXT (or of FILE's contents, '-' for standard input)\n"
     "under the model's tokenizer, one \"id -> 'piece'\" line per token.\n"
     "  --ids       print only the ids, as [a, b, c]\n"
@@ -120,6 +122,7 @@ int cmd_tokenize(int argc, char **argv)
     tokenizer *tok = NULL;
     char *buf = NULL;
     int32_t *ids = NULL;
+    char *path = NULL;
     size_t len = 0, n = 0;
     sw_err err = {0};
     if (file) {
@@ -131,7 +134,11 @@ int cmd_tokenize(int argc, char **argv)
     } else {
         len = strlen(text);
     }
-    if (gguf_open(model, GGUF_NO_DATA, &g, &err) || tok_load(g, &tok, &err) ||
+    if (catalog_resolve(model, NULL, &path, &err) < 0) {
+        cli_fail("tokenize: %s", err.msg);
+        goto done;
+    }
+    if (gguf_open(path, GGUF_NO_DATA, &g, &err) || tok_load(g, &tok, &err) ||
         tok_encode(tok, text, len, flags, &ids, &n, &err)) {
         cli_fail("tokenize: %s: %s", model, err.msg);
         goto done;
@@ -153,6 +160,7 @@ int cmd_tokenize(int argc, char **argv)
     }
     status = fflush(stdout) ? 1 : 0;
 done:
+    free(path);
     free(ids);
     free(buf);
     tok_free(tok);

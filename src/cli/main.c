@@ -16,6 +16,8 @@ struct command {
 };
 
 static const struct command g_commands[] = {
+    {"run", cmd_run, "generate text from a prompt, streamed (--chat applies the chat template)"},
+    {"bench", cmd_bench, "prompt and decode speed against the memory bandwidth bound"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors (--json, --dump)"},
     {"plan", cmd_plan, "what an expert cache of each size buys here: hit rates, tok/s"},
     {"models", cmd_models, "list the GGUF models on this machine (Ollama, HF cache, LM Studio)"},

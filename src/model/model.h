@@ -17,16 +17,34 @@
  * tensors as pointers, experts per (layer, expert) when the router picks
  * them. Only the experts a token routes to are computed.
  *
- * Run state (model_state) is one sequence: its KV cache and scratch. A
- * forward call appends n tokens at the state's current position. Prefill of
- * many tokens uses matrix-matrix products (each weight row is loaded once
- * and used for the whole batch); every row is computed exactly as a one-token
- * step would compute it, so batched and token-by-token runs agree.
+ * A forward call takes three things: the model (configuration and weights,
+ * read-only), a model_state (scratch for one step, reusable for any
+ * sequence) and a kv_cache (kv_cache.h: one sequence's keys and values,
+ * owned by whoever owns the conversation). It appends n tokens at the
+ * cache's current position. Prefill of many tokens uses matrix-matrix
+ * products (each weight row is loaded once and used for the whole batch);
+ * every row is computed exactly as a one-token step would compute it, so
+ * batched and token-by-token runs agree bit for bit.
  *
  * Activations are float32. Matrix products go through quant_matmul (the
  * activations converted to the weight type's activation type, as llama.cpp
- * does); norms, softmax and RoPE angles are computed in double where that
- * costs nothing measurable.
+ * does); a one-token step sends its independent products (Q, K and V; gate
+ * and up; all chosen experts) to the pool as one job each. Attention is
+ * threaded over (KV head, tile of tokens) and, for short steps at long
+ * context, over segments of positions too; it is computed in float with an
+ * online softmax over a fixed grid of positions (model_attn.c). Elementwise
+ * work goes through SIMD kernels (model_vec.h). RMSNorm sums squares and
+ * RoPE computes its angles in double.
+ *
+ * Mixture of Experts and the store. For each MoE layer of a step the model
+ * (1) computes the router's choice for every token of the batch, (2) reports
+ * it to the route hook if one is set, (3) calls store_expert_plan() once
+ * with the set of distinct experts chosen (ascending), and only then
+ * (4) asks for each of those experts with store_expert() and
+ * store_expert_release(), in the same ascending order, each once per layer
+ * and step, holding at most n_expert_used of them at a time. So a streaming
+ * store learns a layer's whole need before the first request and can issue
+ * every read at once.
  */
 #ifndef SW_MODEL_H
 #define SW_MODEL_H
@@ -41,6 +59,7 @@
 
 typedef struct model model;
 typedef struct model_state model_state;
+typedef struct kv_cache kv_cache; /* kv_cache.h */
 
 /* What callers may want to know about a loaded model. */
 typedef struct model_info {
@@ -83,30 +102,49 @@ void model_get_info(const model *m, model_info *info);
 /* "llama, qwen2, ..." */
 const char *model_supported_archs(void);
 
+/*
+ * Routing hook: what the router chose for one MoE layer in one step. Called
+ * on the thread running model_forward, after the layer's routing and before
+ * any expert of it is requested from the store; the pointers are valid only
+ * during the call. The hook must not call back into the model.
+ */
+typedef struct model_route {
+    int layer;
+    int pos;              /* position of the step's first token */
+    int n_tokens;         /* tokens in the step; token t is at pos + t */
+    int n_expert;         /* experts in the layer */
+    int n_used;           /* experts per token (top-k) */
+    const int *experts;   /* [n_tokens][n_used] chosen experts, best first */
+    const float *weights; /* [n_tokens][n_used] their mixing weights */
+    const float *logits;  /* [n_tokens][n_expert] router logits (bias included) */
+} model_route;
+
+typedef void (*model_route_fn)(void *ctx, const model_route *route);
+
+/* Installs (fn != NULL) or removes the routing hook. */
+void model_set_route_hook(model *m, model_route_fn fn, void *ctx);
+
 typedef struct model_state_opts {
-    int n_ctx;          /* KV cache positions (> 0) */
-    int n_batch;        /* most tokens per internal step; 0 = 512 */
-    quant_type kv_type; /* QT_F32 (default when 0) or QT_F16 */
+    int n_batch; /* most tokens per internal step; 0 = 512 */
 } model_state_opts;
 
+/* Scratch for forward steps of up to n_batch tokens; opts may be NULL. One
+ * state serves any number of caches, one forward call at a time. */
 int model_state_new(const model *m, const model_state_opts *opts, model_state **out, sw_err *err);
 void model_state_free(model_state *s);
-/* Forgets the sequence (position back to 0). */
-void model_state_reset(model_state *s);
-/* Tokens held in the KV cache. */
-int model_state_pos(const model_state *s);
 
 enum {
     MODEL_LOGITS_LAST = 0, /* logits: [n_vocab] for the last token */
     MODEL_LOGITS_ALL = 1,  /* logits: [n][n_vocab], one row per token */
 };
 
-/* Runs tokens[0..n) at positions pos..pos+n-1 and appends them to the KV
- * cache. logits may be NULL (prefill without output). pool may be NULL.
- * Results do not depend on n_batch, on how the tokens are split across
- * calls, or on the pool's size (bit for bit). On error, positions from the
- * failed internal step on are not part of the sequence (model_state_pos). */
-int model_forward(model *m, model_state *s, sw_pool *pool, const int32_t *tokens, int n,
-                  float *logits, int flags, sw_err *err);
+/* Runs tokens[0..n) at positions p..p+n-1, p = kv_cache_pos(kv), and
+ * appends them to kv (a cache made for m). logits may be NULL (prefill
+ * without output). pool may be NULL. Results do not depend on n_batch, on
+ * how the tokens are split across calls, or on the pool's size (bit for
+ * bit). On error, positions from the failed internal step on are not part
+ * of the sequence (kv_cache_pos). */
+int model_forward(model *m, model_state *s, kv_cache *kv, sw_pool *pool, const int32_t *tokens,
+                  int n, float *logits, int flags, sw_err *err);
 
 #endif

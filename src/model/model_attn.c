@@ -1,107 +1,288 @@
 /*
  * model_attn.c — causal self-attention over the KV cache.
  *
- * One task per (token, query head), handed out by the pool. A task scores
- * its query against every visible cached key (all earlier positions, or
- * the last n_swa on sliding-window layers), takes the softmax (with the
- * head's sink logit in the denominator when the model has sinks), and sums
- * the values. Scores are dot products accumulated in double; the softmax's
- * normaliser too. Each task reads only the cache and writes only its own
- * output slice, so the result does not depend on threads or batching.
+ * Work is cut by KV head and by tiles of ATT_TILE tokens: one task takes a
+ * KV head and a tile, i.e. every query head that reads that KV head (GQA)
+ * for every token of the tile, so each cached key and value row is read
+ * from memory and converted to float once per task, then used by all of the
+ * task's queries while it is in L1. Decode is the tile of one token.
+ *
+ * Positions are visited in chunks of ATT_CHUNK with an online softmax per
+ * query (flash attention's): for each chunk, the query's scores against the
+ * visible keys of the chunk (all earlier positions, or the last n_swa on
+ * sliding-window layers), the running maximum raised if needed (rescaling
+ * the partial sums), the scores exponentiated and added, and the values
+ * summed with those weights. Chunks are grouped in segments of ATT_SEG
+ * positions: each segment starts from an empty state, and the segments'
+ * states are merged into the query's result in ascending order. A head's
+ * sink logit (gpt-oss) starts that result, as a position whose value is zero
+ * would. Everything is float: dot products and sums accumulate in float
+ * vectors (model_vec.h).
+ *
+ * Segments are what lets decode use more threads than there are KV heads:
+ * when (KV heads x tiles) would leave threads idle and the step is short,
+ * every (KV head, tile, segment) becomes a task that leaves its segment's
+ * state in s->att_part, and the states are merged afterwards in the same
+ * order, by the same code, as a task that walks all segments itself does.
+ *
+ * Exactness: what a query computes depends only on its own position and the
+ * fixed grid of chunks and segments (aligned to multiples of their sizes),
+ * never on the other queries of its task, the tile, the split, the thread,
+ * or the batch, so batched prefill and token-by-token decode give the same
+ * bits.
  */
 #include "model/model_int.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define ATT_CHUNK 64        /* positions per online-softmax step */
+#define ATT_SEG 256         /* positions per segment (a multiple of ATT_CHUNK) */
+#define ATT_TILE 16         /* tokens per task */
+#define ATT_SPLIT_TOKENS 4  /* steps of at most this many tokens may split segments */
 
 struct attn_job {
     model_state *s;
+    const kv_cache *kv;
     const layer_weights *L;
-    int layer, n, n_tok_heads;
+    int layer, n, pos;
+    int n_tiles;
+    int n_seg;  /* segments up to the step's last position */
+    int seg0;   /* the first segment any token of the step sees */
+    bool split; /* one task per segment, states left in s->att_part */
 };
 
-/* A cached row as floats: in place for F32, converted into tmp for F16. */
-static inline const float *kv_row(const uint8_t *p, quant_type t, int n, float *tmp)
+/* A thread's scratch. TG = ATT_TILE * (query heads per KV head). */
+struct attn_scratch {
+    float *kbuf; /* [ATT_CHUNK][head_dim] keys as float */
+    float *vbuf; /* [ATT_CHUNK][head_dim_v] values as float */
+    float *sc;   /* [ATT_CHUNK] scores, then weights */
+    float *mx;   /* [TG] a segment's running maximum per query */
+    float *sum;  /* [TG] its sum of weights */
+    float *acc;  /* [TG][head_dim_v] its weighted sum of values */
+    float *rm;   /* [TG] the query's result so far: maximum */
+    float *rl;   /* [TG] and sum of weights (the output holds the values) */
+};
+
+size_t attn_scratch_floats(const model_config *c)
 {
-    if (t == QT_F32)
-        return (const float *)p;
-    const uint16_t *h = (const uint16_t *)p;
-    for (int i = 0; i < n; i++)
-        tmp[i] = quant_f16_to_f32(h[i]);
-    return tmp;
+    size_t tg = (size_t)ATT_TILE * (size_t)(c->n_head / c->n_head_kv);
+    return (size_t)ATT_CHUNK * (size_t)(c->head_dim + c->head_dim_v + 1) +
+           tg * (4 + (size_t)c->head_dim_v);
 }
 
-static void kv_store(uint8_t *dst, quant_type t, const float *x, int n)
+static struct attn_scratch scratch_of(const model_state *s, int thread)
 {
-    if (t == QT_F32) {
-        memcpy(dst, x, sizeof(float) * (size_t)n);
-        return;
+    const model_config *c = &s->m->cfg;
+    size_t tg = (size_t)ATT_TILE * (size_t)(c->n_head / c->n_head_kv);
+    struct attn_scratch a;
+    a.kbuf = s->att_tmp + (size_t)thread * attn_scratch_floats(c);
+    a.vbuf = a.kbuf + (size_t)ATT_CHUNK * c->head_dim;
+    a.sc = a.vbuf + (size_t)ATT_CHUNK * c->head_dim_v;
+    a.mx = a.sc + ATT_CHUNK;
+    a.sum = a.mx + tg;
+    a.acc = a.sum + tg;
+    a.rm = a.acc + tg * (size_t)c->head_dim_v;
+    a.rl = a.rm + tg;
+    return a;
+}
+
+size_t attn_part_floats(const model_config *c, int n_ctx)
+{
+    size_t n_seg = (size_t)(n_ctx + ATT_SEG - 1) / ATT_SEG;
+    return (size_t)ATT_SPLIT_TOKENS * c->n_head * n_seg * (2 + (size_t)c->head_dim_v);
+}
+
+/* First position token p may see. */
+static inline int window_lo(const model_config *c, const layer_weights *L, int p)
+{
+    return L->is_swa && p - c->n_swa + 1 > 0 ? p - c->n_swa + 1 : 0;
+}
+
+/* One query's share of a chunk: keys K and values V (float rows of the
+ * chunk's visible part, n of them), into the segment state mx, sum, acc. */
+static void attn_chunk(const model_vec *vk, const model_config *c, const float *q, const float *K,
+                       const float *V, int n, float *sc, float *mx, float *sum, float *acc)
+{
+    vk->dots(q, K, n, c->head_dim, c->attn_scale, sc);
+    float cm = vk->max(sc, n);
+    if (cm > *mx) {
+        float f = expf(*mx - cm); /* 0 while *mx is -inf */
+        vk->scale(acc, f, c->head_dim_v);
+        *sum *= f;
+        *mx = cm;
     }
-    uint16_t *h = (uint16_t *)dst;
-    for (int i = 0; i < n; i++)
-        h[i] = quant_f32_to_f16(x[i]);
+    *sum += vk->exp_sum(sc, n, *mx);
+    vk->wsum(acc, sc, V, n, c->head_dim_v);
 }
 
+/* Folds a segment's state (m, l, acc) into a query's result (M, L, out).
+ * An empty segment (l == 0) changes nothing. */
+static void merge_segment(const model_vec *vk, int hdv, float *M, float *L, float *out, float m,
+                          float l, const float *acc)
+{
+    if (l == 0)
+        return;
+    float nm = m > *M ? m : *M;
+    float a = expf(*M - nm), b = expf(m - nm); /* a is 0 while *M is -inf */
+    vk->scale(out, a, hdv);
+    vk->axpy(out, b, acc, hdv);
+    *L = *L * a + l * b;
+    *M = nm;
+}
+
+/* Query (t, head)'s result before any segment: the sink, if any. */
+static void result_init(const struct attn_job *j, int t, int head, float *M, float *L)
+{
+    const model_config *c = &j->s->m->cfg;
+    const float *sinks = j->L->sinks.data;
+    memset(j->s->att + ((size_t)t * c->n_head + head) * c->head_dim_v, 0,
+           sizeof(float) * c->head_dim_v);
+    *M = sinks ? sinks[head] : -INFINITY;
+    *L = sinks ? 1.0f : 0.0f;
+}
+
+/* Segment seg's state for KV head g and tokens [t0, t1) into a's mx, sum, acc. */
+static void segment_run(const struct attn_job *j, const struct attn_scratch *a, int g, int t0,
+                        int t1, int seg)
+{
+    const model_config *c = &j->s->m->cfg;
+    const model_vec *vk = model_vec_get();
+    const kv_cache *kv = j->kv;
+    int G = c->n_head / c->n_head_kv, hd = c->head_dim, hdv = c->head_dim_v;
+    int nq = (t1 - t0) * G;
+    for (int i = 0; i < nq; i++) {
+        a->mx[i] = -INFINITY;
+        a->sum[i] = 0;
+    }
+    memset(a->acc, 0, sizeof(float) * (size_t)nq * hdv);
+
+    int first = window_lo(c, j->L, j->pos + t0), last = j->pos + t1 - 1;
+    int s0 = seg * ATT_SEG, s1 = s0 + ATT_SEG;
+    for (int c0 = s0 > first / ATT_CHUNK * ATT_CHUNK ? s0 : first / ATT_CHUNK * ATT_CHUNK;
+         c0 < s1 && c0 <= last; c0 += ATT_CHUNK) {
+        int lo = c0 > first ? c0 : first, hi = c0 + ATT_CHUNK <= last ? c0 + ATT_CHUNK : last + 1;
+        const float *K = kv_cache_rows_float(kv, kv_row_k(kv, j->layer, g, lo), (hi - lo) * hd,
+                                             a->kbuf);
+        const float *V = kv_cache_rows_float(kv, kv_row_v(kv, j->layer, g, lo), (hi - lo) * hdv,
+                                             a->vbuf);
+        for (int t = t0; t < t1; t++) {
+            int p = j->pos + t, w = window_lo(c, j->L, p);
+            int qa = c0 > w ? c0 : w, qb = c0 + ATT_CHUNK <= p ? c0 + ATT_CHUNK : p + 1;
+            if (qa >= qb)
+                continue;
+            for (int h = 0; h < G; h++) {
+                int qi = (t - t0) * G + h;
+                const float *q = j->s->q + ((size_t)t * c->n_head + g * G + h) * hd;
+                attn_chunk(vk, c, q, K + (size_t)(qa - lo) * hd, V + (size_t)(qa - lo) * hdv,
+                           qb - qa, a->sc, &a->mx[qi], &a->sum[qi], a->acc + (size_t)qi * hdv);
+            }
+        }
+    }
+}
+
+/* KV head g, tile `tile`, every segment: the finished attention output. */
 static void attn_task(void *arg, int task, int n_tasks, int thread)
 {
     const struct attn_job *j = arg;
-    model_state *s = j->s;
-    const model_config *c = &s->m->cfg;
-    int t = task / c->n_head, h = task % c->n_head;
-    int hd = c->head_dim, hdv = c->head_dim_v;
-    int g = h / (c->n_head / c->n_head_kv); /* the KV head this query head reads */
-    int p = s->pos + t;
-    int lo = j->L->is_swa && p - c->n_swa + 1 > 0 ? p - c->n_swa + 1 : 0;
+    const model_config *c = &j->s->m->cfg;
+    const model_vec *vk = model_vec_get();
+    int H = c->n_head_kv, G = c->n_head / H, hdv = c->head_dim_v;
+    int g = task % H, tile = j->n_tiles - 1 - task / H; /* longest tiles first */
+    int t0 = tile * ATT_TILE, t1 = t0 + ATT_TILE < j->n ? t0 + ATT_TILE : j->n;
+    struct attn_scratch a = scratch_of(j->s, thread);
 
-    float *scores = s->att_tmp + (size_t)thread * (s->n_ctx + 2 * (hd > hdv ? hd : hdv));
-    float *tmp = scores + s->n_ctx;
-    const float *q = s->q + ((size_t)t * c->n_head + h) * hd;
-    const uint8_t *kc = s->k_cache[j->layer], *vc = s->v_cache[j->layer];
-    size_t elt = s->kv_type == QT_F32 ? 4 : 2;
-
-    double mx = -INFINITY;
-    for (int i = lo; i <= p; i++) {
-        const float *k = kv_row(kc + (size_t)i * s->kv_row_k + (size_t)g * hd * elt, s->kv_type,
-                                hd, tmp);
-        double d = 0;
-        for (int e = 0; e < hd; e++)
-            d += (double)q[e] * k[e];
-        d *= c->attn_scale;
-        scores[i - lo] = (float)d;
-        mx = d > mx ? d : mx;
+    for (int t = t0; t < t1; t++)
+        for (int h = 0; h < G; h++)
+            result_init(j, t, g * G + h, &a.rm[(t - t0) * G + h], &a.rl[(t - t0) * G + h]);
+    int seg_first = window_lo(c, j->L, j->pos + t0) / ATT_SEG;
+    int seg_last = (j->pos + t1 - 1) / ATT_SEG;
+    for (int seg = seg_first; seg <= seg_last; seg++) {
+        segment_run(j, &a, g, t0, t1, seg);
+        for (int t = t0; t < t1; t++)
+            for (int h = 0; h < G; h++) {
+                int qi = (t - t0) * G + h;
+                float *out = j->s->att + ((size_t)t * c->n_head + g * G + h) * hdv;
+                merge_segment(vk, hdv, &a.rm[qi], &a.rl[qi], out, a.mx[qi], a.sum[qi],
+                              a.acc + (size_t)qi * hdv);
+            }
     }
-    const float *sinks = j->L->sinks.data;
-    double sink = sinks ? sinks[h] : -INFINITY;
-    mx = sink > mx ? sink : mx;
-    double sum = sinks ? exp(sink - mx) : 0;
-    for (int i = lo; i <= p; i++) {
-        double e = exp(scores[i - lo] - mx);
-        scores[i - lo] = (float)e;
-        sum += e;
-    }
-
-    float *out = s->att + ((size_t)t * c->n_head + h) * hdv;
-    memset(out, 0, sizeof(float) * (size_t)hdv);
-    float inv = (float)(1.0 / sum);
-    for (int i = lo; i <= p; i++) {
-        const float *v = kv_row(vc + (size_t)i * s->kv_row_v + (size_t)g * hdv * elt, s->kv_type,
-                                hdv, tmp);
-        float w = scores[i - lo] * inv;
-        for (int e = 0; e < hdv; e++)
-            out[e] += w * v[e];
-    }
+    for (int t = t0; t < t1; t++)
+        for (int h = 0; h < G; h++)
+            vk->scale(j->s->att + ((size_t)t * c->n_head + g * G + h) * hdv,
+                      1.0f / a.rl[(t - t0) * G + h], hdv);
 }
 
-void attn_layer(model_state *s, sw_pool *pool, int layer, int n)
+/* Where segment seg's state of query (t, head) is kept: [m, l, acc...]. */
+static float *part_of(const struct attn_job *j, int t, int head, int seg)
+{
+    const model_config *c = &j->s->m->cfg;
+    size_t q = (size_t)t * c->n_head + head;
+    return j->s->att_part + (q * j->n_seg + seg) * (2 + (size_t)c->head_dim_v);
+}
+
+/* KV head g, one segment, all tokens of the (short) step: states only. */
+static void attn_split_task(void *arg, int task, int n_tasks, int thread)
+{
+    const struct attn_job *j = arg;
+    const model_config *c = &j->s->m->cfg;
+    int H = c->n_head_kv, G = c->n_head / H, hdv = c->head_dim_v;
+    int g = task % H, seg = j->seg0 + task / H;
+    struct attn_scratch a = scratch_of(j->s, thread);
+    segment_run(j, &a, g, 0, j->n, seg);
+    for (int t = 0; t < j->n; t++)
+        for (int h = 0; h < G; h++) {
+            int qi = t * G + h;
+            float *p = part_of(j, t, g * G + h, seg);
+            p[0] = a.mx[qi];
+            p[1] = a.sum[qi];
+            memcpy(p + 2, a.acc + (size_t)qi * hdv, sizeof(float) * hdv);
+        }
+}
+
+/* After attn_split_task: each query's segments merged in ascending order. */
+static void attn_split_merge(const struct attn_job *j)
+{
+    const model_config *c = &j->s->m->cfg;
+    const model_vec *vk = model_vec_get();
+    int hdv = c->head_dim_v;
+    for (int t = 0; t < j->n; t++)
+        for (int head = 0; head < c->n_head; head++) {
+            float M, L, *out = j->s->att + ((size_t)t * c->n_head + head) * hdv;
+            result_init(j, t, head, &M, &L);
+            for (int seg = j->seg0; seg < j->n_seg; seg++) {
+                const float *p = part_of(j, t, head, seg);
+                merge_segment(vk, hdv, &M, &L, out, p[0], p[1], p + 2);
+            }
+            vk->scale(out, 1.0f / L, hdv);
+        }
+}
+
+int attn_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err)
 {
     const model_config *c = &s->m->cfg;
-    int nk = c->n_head_kv * c->head_dim, nv = c->n_head_kv * c->head_dim_v;
-    for (int t = 0; t < n; t++) {
-        kv_store(s->k_cache[layer] + (size_t)(s->pos + t) * s->kv_row_k, s->kv_type,
-                 s->k + (size_t)t * nk, nk);
-        kv_store(s->v_cache[layer] + (size_t)(s->pos + t) * s->kv_row_v, s->kv_type,
-                 s->v + (size_t)t * nv, nv);
+    kv_cache *kv = s->kv;
+    int H = c->n_head_kv, threads = sw_pool_size(pool);
+    kv_cache_store(kv, layer, kv->pos, n, s->k, s->v);
+    const layer_weights *L = &s->m->w.layers[layer];
+    struct attn_job j = {s, kv, L, layer, n, kv->pos, (n + ATT_TILE - 1) / ATT_TILE,
+                         (kv->pos + n - 1) / ATT_SEG + 1, window_lo(c, L, kv->pos) / ATT_SEG,
+                         false};
+    j.split = n <= ATT_SPLIT_TOKENS && j.n_seg - j.seg0 > 1 && H * j.n_tiles < 2 * threads;
+    if (!j.split) {
+        sw_pool_run(pool, attn_task, &j, j.n_tiles * H);
+        return 0;
     }
-    struct attn_job j = {s, &s->m->w.layers[layer], layer, n, n * c->n_head};
-    sw_pool_run(pool, attn_task, &j, j.n_tok_heads);
+    size_t need = attn_part_floats(c, kv->n_ctx);
+    if (s->att_part_size < need) {
+        float *p = realloc(s->att_part, sizeof(float) * need);
+        if (!p)
+            return sw_errf(err, SW_ENOMEM, "attention: out of memory");
+        s->att_part = p;
+        s->att_part_size = need;
+    }
+    sw_pool_run(pool, attn_split_task, &j, (j.n_seg - j.seg0) * H);
+    attn_split_merge(&j);
+    return 0;
 }

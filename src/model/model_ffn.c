@@ -5,10 +5,14 @@
  * MoE over a batch of n tokens, as llama.cpp's mul_mat_id does it:
  *   1. router logits for every token, then each token's top-k experts and
  *      their weights (gating per architecture);
- *   2. tokens grouped by expert (a counting sort), so each chosen expert's
- *      matrices are fetched from the store once and multiplied with all of
- *      its tokens in one matrix-matrix product;
- *   3. each token's output is the weighted sum of its experts' outputs,
+ *   2. tokens grouped by expert (a counting sort); the route hook sees the
+ *      choice, and the store is told the whole set of chosen experts
+ *      (store_expert_plan) before the first of them is requested;
+ *   3. each chosen expert's matrices are fetched from the store once and
+ *      multiplied with all of its tokens in one matrix-matrix product (a
+ *      one-token step instead sends all experts' products out together,
+ *      moe_one_token);
+ *   4. each token's output is the weighted sum of its experts' outputs,
  *      added in ascending expert order whatever the batch, so a batch gives
  *      the same sums as one token at a time.
  * Experts nobody chose are never touched.
@@ -24,10 +28,15 @@ static int ffn_dense(const model_config *c, model_state *s, sw_pool *pool, const
                      float *out, sw_err *err)
 {
     int rc, F = (int)up->ne[1];
-    if ((rc = mat_mul(s, pool, gate, x, n, s->hg, err)) ||
-        (rc = mat_mul(s, pool, up, x, n, s->hu, err)))
+    if (n == 1) { /* decode: both products in one job */
+        mv_item it[2] = {{gate->type, gate->data, F, gate->ne[0], x, s->hg},
+                         {up->type, up->data, F, up->ne[0], x, s->hu}};
+        if ((rc = mat_vec_multi(s, pool, it, 2, err)))
+            return sw_err_prefix(err, "%s", up->name);
+    } else if ((rc = mat_mul(s, pool, gate, x, n, s->hg, err)) ||
+               (rc = mat_mul(s, pool, up, x, n, s->hu, err)))
         return rc;
-    ops_glu(c->arch->act, s->hg, s->hu, n * F, c->swiglu_limit, c->swiglu_alpha);
+    ops_glu(pool, c->arch->act, s->hg, s->hu, n, F, c->swiglu_limit, c->swiglu_alpha);
     return mat_mul(s, pool, down, s->hg, n, out, err);
 }
 
@@ -35,18 +44,19 @@ static int ffn_dense(const model_config *c, model_state *s, sw_pool *pool, const
 static void route_token(const model_config *c, const float *r, int *sel, float *w)
 {
     int E = c->n_expert, K = c->n_expert_used;
-    /* top-k by logit (ties to the lower index); softmax is monotonic, so
-     * this is also the top-k by probability */
-    for (int k = 0; k < K; k++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            bool taken = false;
-            for (int i = 0; i < k; i++)
-                taken |= sel[i] == e;
-            if (!taken && (best < 0 || r[e] > r[best]))
-                best = e;
+    /* top-k by logit (ties to the lower index), by insertion into sel[0..k)
+     * kept in descending order; softmax is monotonic, so this is also the
+     * top-k by probability */
+    int have = 0;
+    for (int e = 0; e < E; e++) {
+        if (have == K && !(r[e] > r[sel[K - 1]]))
+            continue;
+        int i = have < K ? have++ : K - 1;
+        while (i > 0 && r[e] > r[sel[i - 1]]) {
+            sel[i] = sel[i - 1];
+            i--;
         }
-        sel[k] = best;
+        sel[i] = e;
     }
     /* GATING_SOFTMAX: probabilities over all experts, renormalised over the
      * k when asked; GATING_TOPK_SOFTMAX: softmax over the k logits, which is
@@ -61,8 +71,10 @@ static void route_token(const model_config *c, const float *r, int *sel, float *
         w[k] = (float)(exp(r[sel[k]] - mx) / (renorm ? ksum : sum));
 }
 
-/* Groups (token, slot) pairs by expert: s->exp_start[e]..[e+1] index s->by_exp. */
-static void group_by_expert(const model_config *c, model_state *s, int n)
+/* Groups (token, slot) pairs by expert: s->exp_start[e]..[e+1] index
+ * s->by_exp. Lists the distinct experts chosen in s->exp_list, ascending,
+ * and returns their count. */
+static int group_by_expert(const model_config *c, model_state *s, int n)
 {
     int E = c->n_expert, K = c->n_expert_used;
     memset(s->exp_start, 0, sizeof(int) * (size_t)(E + 1));
@@ -74,6 +86,11 @@ static void group_by_expert(const model_config *c, model_state *s, int n)
     memcpy(fill, s->exp_start, sizeof(int) * (size_t)E);
     for (int i = 0; i < n * K; i++) /* i = token * K + slot, in token order */
         s->by_exp[fill[s->sel[i]]++] = i;
+    int n_chosen = 0;
+    for (int e = 0; e < E; e++)
+        if (s->exp_start[e + 1] > s->exp_start[e])
+            s->exp_list[n_chosen++] = e;
+    return n_chosen;
 }
 
 /* Runs expert e on its tokens and adds the weighted results to s->out. */
@@ -97,22 +114,76 @@ static int run_expert(const model *m, model_state *s, sw_pool *pool, int il, int
         ops_add_rows(s->hg, (const float *)L->gate_exps_b.data + (size_t)e * F, cnt, F);
     if (L->up_exps_b.data)
         ops_add_rows(s->hu, (const float *)L->up_exps_b.data + (size_t)e * F, cnt, F);
-    ops_glu(c->arch->act, s->hg, s->hu, cnt * F, c->swiglu_limit, c->swiglu_alpha);
+    ops_glu(pool, c->arch->act, s->hg, s->hu, cnt, F, c->swiglu_limit, c->swiglu_alpha);
     if ((rc = mat_mul_raw(s, pool, d.type, d.data, D, F, s->hg, cnt, s->ye, err)))
         goto done;
     if (L->down_exps_b.data)
         ops_add_rows(s->ye, (const float *)L->down_exps_b.data + (size_t)e * D, cnt, D);
-    for (int i = 0; i < cnt; i++) {
-        float w = s->sel_w[items[i]];
-        float *o = s->out + (size_t)(items[i] / K) * D;
-        const float *y = s->ye + (size_t)i * D;
-        for (int j = 0; j < D; j++)
-            o[j] += w * y[j];
-    }
+    for (int i = 0; i < cnt; i++)
+        model_vec_get()->axpy(s->out + (size_t)(items[i] / K) * D, s->sel_w[items[i]],
+                              s->ye + (size_t)i * D, D);
 done:
     store_expert_release(m->st, il, e);
     if (rc)
         sw_err_prefix(err, "layer %d expert %d", il, e);
+    return rc;
+}
+
+/*
+ * A step of one token: every chosen expert multiplies the same row, so all
+ * their gate and up products go out as one pool job and all their down
+ * products as a second (mat_vec_multi), instead of three jobs per expert.
+ * The chosen experts are held from the store together, at most
+ * n_expert_used of them. The arithmetic is run_expert's with one token, so
+ * the bits are the same as in a batch.
+ */
+static int moe_one_token(const model *m, model_state *s, sw_pool *pool, int il, int n_chosen,
+                         sw_err *err)
+{
+    const model_config *c = &m->cfg;
+    const layer_weights *L = &m->w.layers[il];
+    int D = c->n_embd, F = c->n_ff_exp, rc = 0, held = 0;
+    store_mat g, u, d;
+    mv_item gu[2 * MODEL_MOE_ONE_MAX] = {{0}}, dn[MODEL_MOE_ONE_MAX] = {{0}};
+    for (; held < n_chosen; held++) {
+        int e = s->exp_list[held];
+        if ((rc = store_expert(m->st, il, e, &g, &u, &d, err))) {
+            sw_err_prefix(err, "layer %d expert %d", il, e);
+            goto done;
+        }
+        float *hg = s->hg + (size_t)held * F, *hu = s->hu + (size_t)held * F;
+        gu[2 * held] = (mv_item){g.type, g.data, F, D, s->xn, hg};
+        gu[2 * held + 1] = (mv_item){u.type, u.data, F, D, s->xn, hu};
+        dn[held] = (mv_item){d.type, d.data, D, F, hg, s->ye + (size_t)held * D};
+    }
+    if ((rc = mat_vec_multi(s, pool, gu, 2 * n_chosen, err)))
+        goto fail;
+    for (int i = 0; i < n_chosen; i++) {
+        int e = s->exp_list[i];
+        if (L->gate_exps_b.data)
+            ops_add_rows(s->hg + (size_t)i * F, (const float *)L->gate_exps_b.data + (size_t)e * F,
+                         1, F);
+        if (L->up_exps_b.data)
+            ops_add_rows(s->hu + (size_t)i * F, (const float *)L->up_exps_b.data + (size_t)e * F,
+                         1, F);
+    }
+    ops_glu(pool, c->arch->act, s->hg, s->hu, n_chosen, F, c->swiglu_limit, c->swiglu_alpha);
+    if ((rc = mat_vec_multi(s, pool, dn, n_chosen, err)))
+        goto fail;
+    memset(s->out, 0, sizeof(float) * (size_t)D);
+    for (int i = 0; i < n_chosen; i++) { /* ascending expert order, as in a batch */
+        int e = s->exp_list[i];
+        float *y = s->ye + (size_t)i * D;
+        if (L->down_exps_b.data)
+            ops_add_rows(y, (const float *)L->down_exps_b.data + (size_t)e * D, 1, D);
+        model_vec_get()->axpy(s->out, s->sel_w[s->by_exp[s->exp_start[e]]], y, D);
+    }
+    goto done;
+fail:
+    sw_err_prefix(err, "layer %d experts", il);
+done:
+    for (int i = 0; i < held; i++)
+        store_expert_release(m->st, il, s->exp_list[i]);
     return rc;
 }
 
@@ -128,12 +199,23 @@ static int ffn_moe(const model *m, model_state *s, sw_pool *pool, int il, int n,
     for (int t = 0; t < n; t++)
         route_token(c, s->router + (size_t)t * E, s->sel + (size_t)t * K,
                     s->sel_w + (size_t)t * K);
-    group_by_expert(c, s, n);
+    int n_chosen = group_by_expert(c, s, n);
+    if (m->route_fn) {
+        model_route r = {il, s->kv->pos, n, E, K, s->sel, s->sel_w, s->router};
+        m->route_fn(m->route_ctx, &r);
+    }
+    if ((rc = store_expert_plan(m->st, il, s->exp_list, n_chosen, err)))
+        return sw_err_prefix(err, "layer %d", il);
 
-    memset(s->out, 0, sizeof(float) * (size_t)n * D);
-    for (int e = 0; e < E; e++)
-        if (s->exp_start[e + 1] > s->exp_start[e] && (rc = run_expert(m, s, pool, il, e, err)))
+    if (n == 1 && n_chosen <= MODEL_MOE_ONE_MAX) {
+        if ((rc = moe_one_token(m, s, pool, il, n_chosen, err)))
             return rc;
+    } else {
+        memset(s->out, 0, sizeof(float) * (size_t)n * D);
+        for (int i = 0; i < n_chosen; i++)
+            if ((rc = run_expert(m, s, pool, il, s->exp_list[i], err)))
+                return rc;
+    }
 
     if (!L->up_shexp.data)
         return 0;

@@ -4,7 +4,8 @@
  * Three parts, kept apart as in llama2.c's run.c:
  *   model_config   hyperparameters (from GGUF metadata and the arch table)
  *   model_weights  tensors (pointers handed out by the store)
- *   model_state    one sequence's KV cache and scratch buffers
+ *   model_state    scratch buffers of one forward step
+ * and beside them the kv_cache, one sequence's keys and values.
  *
  * Shapes are written row-major as C arrays: [rows][cols] is GGUF ne
  * {cols, rows}. A weight [out][in] multiplies an activation [in].
@@ -12,7 +13,9 @@
 #ifndef SW_MODEL_INT_H
 #define SW_MODEL_INT_H
 
+#include "model/kv_cache.h"
 #include "model/model.h"
+#include "model/model_vec.h"
 #include "quant/matmul.h"
 
 /* How RoPE pairs the dimensions of a head. */
@@ -127,15 +130,48 @@ struct model {
     unsigned compat;    /* MODEL_COMPAT_* */
     double *rope_freq;  /* [n_rot / 2] angle per position of each pair (scaling applied) */
     double rope_mscale; /* magnitude scale on cos and sin (YaRN), else 1 */
+    model_route_fn route_fn; /* optional routing hook, and its context */
+    void *route_ctx;
 };
+
+struct kv_cache {
+    const model *m;
+    quant_type type;
+    int n_ctx;             /* positions reserved */
+    int pos;               /* positions held */
+    int n_layer, n_head_kv;
+    size_t row_k, row_v;   /* bytes of one head's key row (head_dim) / value row (head_dim_v) */
+    size_t size;           /* bytes of mem */
+    uint8_t *mem;          /* everything, layer after layer */
+    uint8_t **k;           /* [n_layer] -> [n_head_kv][n_ctx] key rows of row_k bytes */
+    uint8_t **v;           /* [n_layer] -> [n_head_kv][n_ctx] value rows of row_v bytes */
+    quant_from_float_fn quantize; /* float -> Q8_0 rows */
+};
+
+static inline uint8_t *kv_row_k(const kv_cache *kv, int layer, int head, int pos)
+{
+    return kv->k[layer] + ((size_t)head * kv->n_ctx + (size_t)pos) * kv->row_k;
+}
+
+static inline uint8_t *kv_row_v(const kv_cache *kv, int layer, int head, int pos)
+{
+    return kv->v[layer] + ((size_t)head * kv->n_ctx + (size_t)pos) * kv->row_v;
+}
+
+/* Stores n tokens' keys k [n][n_head_kv * head_dim] and values
+ * v [n][n_head_kv * head_dim_v] of layer at positions pos..pos+n-1. */
+void kv_cache_store(kv_cache *kv, int layer, int pos, int n, const float *k, const float *v);
+/* n consecutive cached floats starting at row (rows of one head are
+ * consecutive): the row itself for F32, else converted into tmp. */
+const float *kv_cache_rows_float(const kv_cache *kv, const uint8_t *row, int n, float *tmp);
+
+/* Experts per token that a one-token MoE step handles in one job. */
+#define MODEL_MOE_ONE_MAX 32
 
 struct model_state {
     const model *m;
-    int n_ctx, n_batch, pos;
-    quant_type kv_type;
-    size_t kv_row_k, kv_row_v; /* bytes per cached position, one layer */
-    uint8_t **k_cache;         /* [n_layer] -> [n_ctx][n_head_kv * head_dim] of kv_type */
-    uint8_t **v_cache;         /* [n_layer] -> [n_ctx][n_head_kv * head_dim_v] */
+    int n_batch;
+    kv_cache *kv;    /* the cache of the forward call in progress */
     /* scratch for one step of up to n_batch tokens */
     float *x;        /* [n_batch][n_embd] residual stream */
     float *xn;       /* [n_batch][n_embd] normalised input of a block */
@@ -144,8 +180,8 @@ struct model_state {
     float *v;        /* [n_batch][n_head_kv * head_dim_v] */
     float *att;      /* [n_batch][n_head * head_dim_v] */
     float *out;      /* [n_batch][n_embd] a block's output */
-    float *hg;       /* [n_batch][n_ff_max] FFN gate / activation */
-    float *hu;       /* [n_batch][n_ff_max] FFN up */
+    float *hg;       /* [n_rows][n_ff_max] FFN gate / activation */
+    float *hu;       /* [n_rows][n_ff_max] FFN up */
     float *rope_cs;  /* [n_batch][n_rot / 2][2] cos, sin */
     /* MoE */
     float *router;   /* [n_batch][n_expert] logits */
@@ -154,18 +190,25 @@ struct model_state {
     int *by_exp;     /* [n_batch * n_expert_used] (token, slot) grouped by expert */
     int *exp_start;  /* [n_expert + 1] offsets into by_exp */
     int *exp_fill;   /* [n_expert] fill cursors while grouping */
+    int *exp_list;   /* [n_expert] distinct chosen experts, ascending */
     float *xe;       /* [n_batch][n_embd] tokens gathered for one expert */
-    float *ye;       /* [n_batch][n_embd] that expert's outputs */
+    float *ye;       /* [n_rows][n_embd] that expert's outputs (or, decoding, every
+                      * chosen expert's); n_rows = max(n_batch, n_expert_used) */
     float *xr;       /* [n_batch][max width] activations rounded for parity mode */
-    /* attention, per thread */
+    /* attention */
     int n_thr;
-    float *att_tmp;  /* [n_thr][n_ctx + 2 * max head dim] scores and a converted row */
+    float *att_tmp;  /* [n_thr][attn_scratch_floats()] per-thread scratch */
+    float *att_part; /* [att_part_size] per-segment states of a split step */
+    size_t att_part_size;
 };
 
 /* --- model_ops.c: elementwise math --------------------------------------- */
 
 /* y = x / rms(x) * w over n (w may be NULL); y may be x. Sums in double. */
 void ops_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+/* The same for m rows of n, threaded over rows when that pays. */
+void ops_rmsnorm_rows(sw_pool *pool, float *y, const float *x, const float *w, int m, int n,
+                      float eps);
 /* Fills m->rope_freq and m->rope_mscale from the configuration (linear or
  * YaRN scaling, Llama 3 frequency factors). */
 int ops_rope_init(model *m, sw_err *err);
@@ -173,8 +216,9 @@ int ops_rope_init(model *m, sw_err *err);
 void ops_rope_table(const model *m, int pos, float *cs);
 /* Rotates the first n_rot dims of one head in place. */
 void ops_rope_apply(float *x, const float *cs, int n_rot, rope_pairing pairing);
-/* g[i] = act(g[i], u[i]) over n (the gated activation, result in g). */
-void ops_glu(ffn_act act, float *g, const float *u, int n, float limit, float alpha);
+/* g[i] = act(g[i], u[i]) for m rows of n, threaded when that pays. */
+void ops_glu(sw_pool *pool, ffn_act act, float *g, const float *u, int m, int n, float limit,
+             float alpha);
 /* Row `row` of a 2-D tensor [rows][n] of any computable type to float. */
 void ops_row_to_float(const store_tensor *t, int64_t row, float *y);
 /* y[i][j] += b[j] for m rows of n (b may be NULL: nothing). */
@@ -182,9 +226,13 @@ void ops_add_rows(float *y, const float *b, int m, int n);
 
 /* --- model_attn.c --------------------------------------------------------- */
 
-/* Self-attention of one layer for s->q/k/v of n tokens at s->pos: stores
- * K/V in the cache, writes s->att. */
-void attn_layer(model_state *s, sw_pool *pool, int layer, int n);
+/* Floats of per-thread scratch attention needs. */
+size_t attn_scratch_floats(const model_config *c);
+/* Floats of s->att_part for a cache of n_ctx positions. */
+size_t attn_part_floats(const model_config *c, int n_ctx);
+/* Self-attention of one layer for s->q/k/v of n tokens at the cache's
+ * position: stores K/V in s->kv, writes s->att. */
+int attn_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err);
 
 /* --- model_ffn.c ---------------------------------------------------------- */
 
@@ -198,6 +246,18 @@ int ffn_layer(const model *m, model_state *s, sw_pool *pool, int layer, int n, s
  * first, as llama.cpp's kernels do). */
 int mat_mul_raw(model_state *s, sw_pool *pool, quant_type t, const void *W, int64_t rows,
                 int64_t cols, const float *x, int m, float *y, sw_err *err);
+/* One product of mat_vec_multi: y[rows] = W x, W [rows][cols] of type. */
+typedef struct mv_item {
+    quant_type type;
+    const void *W;
+    int64_t rows, cols;
+    const float *x; /* [cols] */
+    float *y;       /* [rows] */
+} mv_item;
+
+/* items[0..n) as one pool job (row spans of every matrix as its tasks);
+ * results equal mat_mul_raw's with m = 1, bit for bit. */
+int mat_vec_multi(model_state *s, sw_pool *pool, const mv_item *items, int n, sw_err *err);
 /* The same for a resident 2-D tensor. */
 int mat_mul(model_state *s, sw_pool *pool, const store_tensor *w, const float *x, int m, float *y,
             sw_err *err);

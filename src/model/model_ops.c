@@ -2,28 +2,70 @@
  * model_ops.c — the small elementwise pieces of a transformer: RMSNorm,
  * rotary position embeddings, gated activations.
  *
- * These are O(width) per token, so they favour exactness over speed: sums
- * of squares and RoPE angles are computed in double, the gated activations
- * with libm's expf.
+ * The arithmetic is in model_vec.h's kernels; this file decides what runs
+ * where. RMSNorm sums squares in double and RoPE computes its angles in
+ * double (both cost nothing measurable); the gated activations use the
+ * kernels' float exp. Batches of rows are split over the pool when they are
+ * large enough to repay a dispatch, in whole rows, so the result of a row
+ * never depends on the split.
  */
 #include "model/model_int.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Elements of elementwise work below which a dispatch costs more than it saves. */
+#define PAR_MIN_ELEMS (1 << 15)
+
 void ops_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
 {
-    double ss = 0;
-    for (int i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    double scale = 1.0 / sqrt(ss / n + (double)eps);
-    if (w)
-        for (int i = 0; i < n; i++)
-            y[i] = (float)(x[i] * scale * w[i]);
+    const model_vec *vk = model_vec_get();
+    double ss = vk->sumsq(x, n);
+    float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    vk->rms_apply(y, x, w, scale, n);
+}
+
+/* Rows [task * per, ...) of a row-wise job. */
+struct rows_job {
+    int m, n, per;
+    float *y;
+    const float *x, *w;
+    float eps;
+    ffn_act act;
+    float limit, alpha;
+};
+
+static int rows_tasks(sw_pool *pool, int m, int n, int *per)
+{
+    int T = sw_pool_size(pool);
+    if (T <= 1 || (size_t)m * (size_t)n < PAR_MIN_ELEMS || m < 2) {
+        *per = m;
+        return 1;
+    }
+    int tasks = m < 4 * T ? m : 4 * T;
+    *per = (m + tasks - 1) / tasks;
+    return (m + *per - 1) / *per;
+}
+
+static void rmsnorm_task(void *arg, int task, int n_tasks, int thread)
+{
+    const struct rows_job *j = arg;
+    int r1 = (task + 1) * j->per < j->m ? (task + 1) * j->per : j->m;
+    for (int r = task * j->per; r < r1; r++)
+        ops_rmsnorm(j->y + (size_t)r * j->n, j->x + (size_t)r * j->n, j->w, j->n, j->eps);
+}
+
+void ops_rmsnorm_rows(sw_pool *pool, float *y, const float *x, const float *w, int m, int n,
+                      float eps)
+{
+    struct rows_job j = {.m = m, .n = n, .y = y, .x = x, .w = w, .eps = eps};
+    int tasks = rows_tasks(pool, m, n, &j.per);
+    if (tasks == 1)
+        rmsnorm_task(&j, 0, 1, 0);
     else
-        for (int i = 0; i < n; i++)
-            y[i] = (float)(x[i] * scale);
+        sw_pool_run(pool, rmsnorm_task, &j, tasks);
 }
 
 /*
@@ -110,19 +152,28 @@ void ops_rope_apply(float *x, const float *cs, int n_rot, rope_pairing pairing)
     }
 }
 
-void ops_glu(ffn_act act, float *g, const float *u, int n, float limit, float alpha)
+static void glu_task(void *arg, int task, int n_tasks, int thread)
 {
-    if (act == ACT_SWIGLU) {
-        for (int i = 0; i < n; i++)
-            g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-        return;
-    }
-    /* gpt-oss: gate clamped from above, up clamped both ways and offset by one */
-    for (int i = 0; i < n; i++) {
-        float x = g[i] < limit ? g[i] : limit;
-        float y = u[i] < -limit ? -limit : u[i] > limit ? limit : u[i];
-        g[i] = x / (1.0f + expf(-alpha * x)) * (y + 1.0f);
-    }
+    const struct rows_job *j = arg;
+    int r0 = task * j->per, r1 = r0 + j->per < j->m ? r0 + j->per : j->m;
+    size_t off = (size_t)r0 * j->n;
+    int cnt = (r1 - r0) * j->n;
+    if (j->act == ACT_SWIGLU)
+        model_vec_get()->silu_mul(j->y + off, j->x + off, cnt);
+    else
+        model_vec_get()->swiglu_oai(j->y + off, j->x + off, cnt, j->limit, j->alpha);
+}
+
+void ops_glu(sw_pool *pool, ffn_act act, float *g, const float *u, int m, int n, float limit,
+             float alpha)
+{
+    struct rows_job j = {.m = m, .n = n, .y = g, .x = u, .act = act, .limit = limit,
+                         .alpha = alpha};
+    int tasks = rows_tasks(pool, m, n, &j.per);
+    if (tasks == 1)
+        glu_task(&j, 0, 1, 0);
+    else
+        sw_pool_run(pool, glu_task, &j, tasks);
 }
 
 void ops_row_to_float(const store_tensor *t, int64_t row, float *y)
@@ -160,4 +211,78 @@ int mat_mul(model_state *s, sw_pool *pool, const store_tensor *w, const float *x
 {
     int rc = mat_mul_raw(s, pool, w->type, w->data, w->ne[1], w->ne[0], x, m, y, err);
     return rc ? sw_err_prefix(err, "%s", w->name) : 0;
+}
+
+/*
+ * Several matrix-vector products as one pool job: each matrix is cut into
+ * contiguous spans of whole rows (a multiple of 16, so no two spans share an
+ * output cache line) of at least MV_SPAN_MIN bytes, enough of them that
+ * every thread has a few, and each span is one task: quant_matmul on the
+ * calling thread over those rows. A span streams contiguously (the hardware
+ * prefetcher's best case) and one dispatch replaces one per matrix, which
+ * is what small products such as a decode step's experts lose most to.
+ * Every output is the same kernel call on the same row and activation as
+ * in quant_matvec, so the bits are the same.
+ */
+#define MV_SPAN_MIN (128 * 1024)
+#define MV_MAX_ITEMS 128
+
+struct mv_job {
+    const mv_item *items;
+    int first[MV_MAX_ITEMS + 1]; /* task index of each item's first span */
+    int64_t span[MV_MAX_ITEMS];  /* rows per span */
+    _Atomic int failed;
+    int rc;
+    sw_err *err;
+};
+
+static void mv_task(void *arg, int task, int n_tasks, int thread)
+{
+    struct mv_job *j = arg;
+    int i = 0;
+    while (j->first[i + 1] <= task)
+        i++;
+    const mv_item *it = &j->items[i];
+    int64_t r0 = (task - j->first[i]) * j->span[i];
+    int64_t r1 = r0 + j->span[i] < it->rows ? r0 + j->span[i] : it->rows;
+    size_t rb = quant_row_size(it->type, it->cols);
+    sw_err e;
+    int rc = quant_matmul(NULL, it->type, (const uint8_t *)it->W + (size_t)r0 * rb, r1 - r0,
+                          it->cols, it->x, 1, it->y + r0, &e);
+    if (rc && !atomic_exchange(&j->failed, 1)) { /* the first failure reports */
+        j->rc = rc;
+        if (j->err)
+            *j->err = e;
+    }
+}
+
+int mat_vec_multi(model_state *s, sw_pool *pool, const mv_item *items, int n, sw_err *err)
+{
+    bool rounding = (s->m->compat & MODEL_COMPAT_LLAMACPP) != 0;
+    if (n > MV_MAX_ITEMS || rounding || sw_pool_size(pool) == 1) {
+        /* one product at a time (parity mode rounds activations per type) */
+        for (int i = 0; i < n; i++) {
+            int rc = mat_mul_raw(s, pool, items[i].type, items[i].W, items[i].rows,
+                                 items[i].cols, items[i].x, 1, items[i].y, err);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    struct mv_job j = {.items = items, .err = err};
+    atomic_init(&j.failed, 0);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += quant_row_size(items[i].type, items[i].cols) * (size_t)items[i].rows;
+    size_t want = total / (4 * (size_t)sw_pool_size(pool));
+    want = want > MV_SPAN_MIN ? want : MV_SPAN_MIN;
+    for (int i = 0; i < n; i++) {
+        size_t rb = quant_row_size(items[i].type, items[i].cols);
+        int64_t rows = (int64_t)((want + rb - 1) / rb);
+        rows = (rows + 15) / 16 * 16;
+        j.span[i] = rows;
+        j.first[i + 1] = j.first[i] + (int)((items[i].rows + rows - 1) / rows);
+    }
+    sw_pool_run(pool, mv_task, &j, j.first[n]);
+    return j.rc;
 }

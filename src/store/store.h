@@ -19,10 +19,30 @@
  *                      done with the slices: a caching store pins the entry
  *                      in between, the resident store does nothing.
  *
+ * The order of expert requests (the model keeps it; model.h): for each MoE
+ * layer of a forward step, the router first chooses the experts of every
+ * token of the batch; then the model calls store_expert_plan() once with
+ * all the distinct experts chosen, ascending; then it requests exactly
+ * those, in that order, each once (store_expert ... store_expert_release),
+ * before it moves to the next layer. A streaming store can therefore issue
+ * every missing read of the layer in store_expert_plan and overlap them.
+ * The model holds at most n_expert_used entries at once (a one-token step
+ * takes all of its experts before releasing them; a batch takes one at a
+ * time), so a cache with that many slots pinned can always make progress.
+ *
  * This first store keeps everything resident: it wraps a GGUF_MMAP context,
  * and an expert slice is a pointer into the mapped 3-D tensor. A streaming
  * store (expert cache, O_DIRECT reads, prediction) replaces the expert half
  * behind the same calls, so model code does not change.
+ *
+ * Modes (store_open_opts; expert_cache.h has the streaming design):
+ *   STORE_MMAP      the file mapped, the page cache decides what is in RAM
+ *                   (store_open; the baseline benchmarks compare against).
+ *   STORE_RESIDENT  every tensor read into memory the store owns.
+ *   STORE_STREAM    every tensor but the routed experts read into memory
+ *                   once; experts live in a budgeted cache of (layer,
+ *                   expert) entries filled by O_DIRECT reads on demand and
+ *                   by prediction. Output is bit-identical to the others.
  *
  * Invariants: a store_mat's data holds rows * row_bytes bytes, each row
  * quant_row_size(type, cols) bytes, rows contiguous. Every tensor was
@@ -31,6 +51,7 @@
 #ifndef SW_STORE_H
 #define SW_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +81,60 @@ typedef struct store_mat {
 
 /* Opens a GGUF file with every tensor resident (mmap). */
 int store_open(const char *path, store **out, sw_err *err);
+
+typedef enum store_mode { STORE_MMAP = 0, STORE_RESIDENT, STORE_STREAM } store_mode;
+
+/* How to open a store; all-zero means store_open's mmap. */
+typedef struct store_opts {
+    store_mode mode;
+    /* STREAM budget, first that is set: cache_bytes for the experts; else
+     * mem_bytes for the whole process (the experts get what the resident
+     * set, the process's other memory at open and other_bytes leave);
+     * else automatic from the machine's memory state (pressure.h), and
+     * followed as it changes when watch is set. */
+    int64_t cache_bytes, mem_bytes, other_bytes;
+    bool watch;
+    const char *policy; /* eviction policy name (policy.h); NULL: the default */
+    int prefetch;       /* experts predicted per layer: 0 auto (n_expert_used), < 0 off */
+} store_opts;
+
+/* "mmap", "resident", "stream". */
+const char *store_mode_name(store_mode m);
+int store_open_opts(const char *path, const store_opts *opts, store **out, sw_err *err);
+
+#define STORE_HIST_BUCKETS 32
+
+/* What the store did; the cache fields are 0 outside STORE_STREAM. */
+typedef struct store_stats {
+    store_mode mode;
+    const char *policy;      /* eviction policy name ("" outside STREAM) */
+    const char *reader;      /* reader_mode() ("" outside STREAM) */
+    int64_t resident_bytes;  /* memory held by resident tensors */
+    int64_t cache_budget;    /* expert budget, bytes */
+    int64_t cache_bytes;     /* bytes of slots holding entries now */
+    int64_t slot_bytes;      /* one entry's slot */
+    int64_t capacity;        /* entries the budget holds */
+    int64_t entries;         /* entries held now */
+    int64_t total_entries;   /* (layer, expert) pairs of the model */
+    uint64_t requests;       /* store_expert calls */
+    uint64_t hits, misses;   /* hits + misses == requests */
+    uint64_t prefetch_issued, prefetch_hits, prefetch_wasted;
+    uint64_t predicted, predicted_right, routed; /* predictor: precision = right / predicted,
+                                                    recall = right / routed */
+    uint64_t evictions;
+    uint64_t reads, read_errors;
+    uint64_t bytes_read;     /* expert bytes read from the file (aligned spans) */
+    double stall_s;          /* time store_expert waited for reads */
+    uint64_t lat_us[STORE_HIST_BUCKETS]; /* read latency, buckets as reader_stats */
+    double lat_p50_us, lat_p99_us;
+    int64_t mem_available;   /* pressure readings at the last budget decision; -1 unknown */
+    double psi_some_avg10;
+    const char *budget_reason;
+} store_stats;
+
+void store_stats_get(store *s, store_stats *out);
+/* The predictor's record for one layer: predicted, right, routed. */
+void store_predict_stats(const store *s, int layer, uint64_t out[3]);
 void store_close(store *s);
 
 /* The file's metadata (read-only; owned by the store). */
@@ -81,6 +156,12 @@ int store_bind_experts(store *s, int layer, const char *gate, const char *up, co
                        sw_err *err);
 /* Experts bound to layer (0 if none). */
 int store_n_experts(const store *s, int layer);
+
+/* Announces the experts[0..n) of layer (distinct, ascending) that the
+ * model will request next, before the first store_expert on that layer in
+ * this step. The resident store has nothing to do; a streaming store starts
+ * the reads of the ones it does not hold. */
+int store_expert_plan(store *s, int layer, const int *experts, int n, sw_err *err);
 
 /* The slices of (layer, expert). gate->data is NULL when the layer has no
  * gate tensor. Valid until store_expert_release(s, layer, expert). */

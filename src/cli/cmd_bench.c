@@ -1,0 +1,612 @@
+/*
+ * cmd_bench.c — `spillway bench MODEL [--prompt N] [--gen N] [--threads N] [--json]`
+ *
+ * How fast a model runs here, and how that compares with what the memory
+ * allows. A decode step of a large model streams its weights once, so its
+ * speed is bounded by (memory read bandwidth) / (bytes one token touches);
+ * the benchmark measures all three in one run and reports the ratio:
+ *
+ *   prompt     one batched prefill of N tokens (tok/s), after a warm-up
+ *              prefill of the same tokens that faults the weights in;
+ *   decode     N single-token steps from an empty context, as llama-bench's
+ *              tg test does, each computing the output logits;
+ *   tokens     a fixed pseudo-random sequence (BOS, then ids drawn from the
+ *              vocabulary without control tokens), fed teacher-forced: the
+ *              model's own choices never steer the input, so every run and
+ *              every build sees the same tokens (greedy output of a random
+ *              or broken model degenerates into a loop and would flatter it);
+ *   bytes      model_bytes (every tensor) and bytes_per_token: the resident
+ *              tensors a step reads (the token embedding as one row, unless
+ *              it doubles as the output head) plus, for MoE layers, the
+ *              experts the router actually chose in each decode step (from
+ *              the model's routing hook), averaged over the steps;
+ *   bandwidth  a multi-threaded streaming read with the same thread count
+ *              (bench/bench_mem.c, shared with spillway-bench).
+ *
+ * For MoE models it also reports routing statistics over the decode steps,
+ * so degenerate routing shows: distinct experts per layer per window of 100
+ * tokens (fewer tokens: one window of all of them), and the share of a
+ * token's experts that the previous token also used, each beside what
+ * uniformly random routing would give.
+ */
+#include "cli/cli.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "store/catalog.h"
+#include "store/store.h"
+#include "text/tokenizer.h"
+#include "../../bench/bench.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUTE_WINDOW 100            /* tokens per distinct-experts window */
+#define BW_BUFFER_BYTES ((size_t)256 << 20)
+
+static const char *usage_text =
+    "usage: spillway bench MODEL [--prompt N] [--gen N] [--threads N] [--json]\n"
+    "\n"
+    "Measures prompt processing and decode speed on a fixed token sequence, the\n"
+    "memory read bandwidth, and decode speed as a fraction of the bandwidth bound.\n"
+    "  --prompt N        prompt tokens, one batched prefill (default 512; 0 = skip)\n"
+    "  --gen N           decode steps, one token each (default 128)\n"
+    "  --threads N       threads (default: all CPUs this process may use)\n"
+    "  --kv-type T       KV cache type: f32 (default), f16 or q8_0\n"
+    "  --no-warmup       skip the warm-up prefill\n"
+    "  --models-dir DIR  also look for MODEL names in DIR (repeatable)\n"
+    "  --json            print one JSON object\n";
+
+/* --- what a token reads ---------------------------------------------------- */
+
+typedef struct weight_bytes {
+    double total;         /* every tensor */
+    double resident;      /* non-expert bytes one decode step reads */
+    double *per_expert;   /* [n_layer]: bytes of one expert of the layer */
+    int n_layer;
+    bool tied;            /* no output.weight: the embedding table is the head */
+} weight_bytes;
+
+static int layer_of(const char *name, int n_layer)
+{
+    int l;
+    return sscanf(name, "blk.%d.", &l) == 1 && l >= 0 && l < n_layer ? l : -1;
+}
+
+static int weight_bytes_count(const gguf_ctx *g, int n_layer, weight_bytes *w)
+{
+    *w = (weight_bytes){.n_layer = n_layer, .per_expert = calloc((size_t)n_layer + 1, sizeof(double))};
+    if (!w->per_expert)
+        return -1;
+    bool tied = w->tied = gguf_find_tensor(g, "output.weight") == NULL;
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        double size = (double)t->size;
+        int l = layer_of(t->name, n_layer);
+        w->total += size;
+        if (strstr(t->name, "_exps.") && l >= 0) {
+            w->per_expert[l] += size / (double)t->ne[t->n_dims - 1];
+        } else if (!strcmp(t->name, "token_embd.weight") && !tied && t->n_dims >= 2) {
+            w->resident += size / (double)t->ne[1]; /* one row */
+        } else {
+            w->resident += size;
+        }
+    }
+    return 0;
+}
+
+/* --- routing --------------------------------------------------------------- */
+
+typedef struct route_log {
+    const weight_bytes *w;
+    int n_layer, n_expert, n_used;
+    int n_steps, step;    /* decode steps recorded; -1: not recording */
+    int *experts;         /* [n_steps][n_layer][n_used], -1 where no record */
+    double expert_bytes;  /* summed over recorded steps */
+} route_log;
+
+static void route_hook(void *ctx, const model_route *r)
+{
+    route_log *log = ctx;
+    if (log->step < 0 || r->layer < 0 || r->layer >= log->n_layer)
+        return;
+    int distinct = 0;
+    for (int e = 0; e < r->n_expert; e++) {
+        for (int i = 0; i < r->n_tokens * r->n_used; i++)
+            if (r->experts[i] == e) {
+                distinct++;
+                break;
+            }
+    }
+    log->expert_bytes += distinct * log->w->per_expert[r->layer];
+    if (r->n_tokens != 1 || r->n_used > log->n_used || log->step >= log->n_steps)
+        return;
+    int *dst = log->experts + ((size_t)log->step * log->n_layer + r->layer) * log->n_used;
+    memcpy(dst, r->experts, sizeof(int) * (size_t)r->n_used);
+}
+
+typedef struct route_stats {
+    int window;              /* tokens per window */
+    int n_moe_layers;
+    double *distinct;        /* [n_layer] mean distinct experts per window; NAN if dense */
+    double distinct_mean, distinct_random;
+    double reuse, reuse_random;
+} route_stats;
+
+static const int *route_at(const route_log *log, int step, int layer)
+{
+    return log->experts + ((size_t)step * log->n_layer + layer) * log->n_used;
+}
+
+static double layer_distinct(const route_log *log, int layer, int window, unsigned char *seen)
+{
+    int n_win = log->n_steps / window;
+    double sum = 0;
+    for (int w = 0; w < n_win; w++) {
+        memset(seen, 0, (size_t)log->n_expert);
+        int cnt = 0;
+        for (int s = w * window; s < (w + 1) * window; s++)
+            for (int k = 0; k < log->n_used; k++) {
+                int e = route_at(log, s, layer)[k];
+                if (e >= 0 && e < log->n_expert && !seen[e])
+                    seen[e] = 1, cnt++;
+            }
+        sum += cnt;
+    }
+    return sum / n_win;
+}
+
+static double layer_reuse(const route_log *log, int layer)
+{
+    long hits = 0, total = 0;
+    for (int s = 1; s < log->n_steps; s++) {
+        const int *cur = route_at(log, s, layer), *prev = route_at(log, s - 1, layer);
+        for (int k = 0; k < log->n_used; k++) {
+            for (int j = 0; j < log->n_used; j++)
+                if (cur[k] == prev[j]) {
+                    hits++;
+                    break;
+                }
+            total++;
+        }
+    }
+    return total ? (double)hits / (double)total : NAN;
+}
+
+static int route_stats_compute(const route_log *log, route_stats *rs)
+{
+    *rs = (route_stats){.distinct = calloc((size_t)log->n_layer, sizeof(double))};
+    unsigned char *seen = malloc((size_t)log->n_expert);
+    if (!rs->distinct || !seen) {
+        free(seen);
+        return -1;
+    }
+    rs->window = log->n_steps < ROUTE_WINDOW ? log->n_steps : ROUTE_WINDOW;
+    double reuse_sum = 0, distinct_sum = 0;
+    int n_reuse = 0;
+    for (int l = 0; l < log->n_layer; l++) {
+        rs->distinct[l] = NAN;
+        if (route_at(log, 0, l)[0] < 0)
+            continue; /* not a MoE layer */
+        rs->distinct[l] = layer_distinct(log, l, rs->window, seen);
+        distinct_sum += rs->distinct[l];
+        rs->n_moe_layers++;
+        double r = layer_reuse(log, l);
+        if (!isnan(r))
+            reuse_sum += r, n_reuse++;
+    }
+    free(seen);
+    double p = (double)log->n_used / log->n_expert;
+    rs->distinct_mean = rs->n_moe_layers ? distinct_sum / rs->n_moe_layers : NAN;
+    rs->distinct_random = log->n_expert * (1 - pow(1 - p, rs->window));
+    rs->reuse = n_reuse ? reuse_sum / n_reuse : NAN;
+    rs->reuse_random = p;
+    return 0;
+}
+
+/* --- the token sequence ---------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* n ids: BOS (if the model has one), then a fixed pseudo-random draw from
+ * the ids that are not control, unused or unknown tokens. tok may be NULL
+ * (a file without a vocabulary): every id is then allowed. */
+static int32_t *bench_tokens(const tokenizer *tok, int n_vocab, int n, uint64_t seed)
+{
+    int32_t *allowed = malloc(sizeof(int32_t) * (size_t)n_vocab);
+    int32_t *seq = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    int n_allowed = 0;
+    for (int32_t id = 0; allowed && id < n_vocab; id++) {
+        unsigned a = tok ? tok_attr(tok, id) : TOK_ATTR_NORMAL;
+        if (a && !(a & (TOK_ATTR_CONTROL | TOK_ATTR_UNUSED | TOK_ATTR_UNKNOWN)))
+            allowed[n_allowed++] = id;
+    }
+    if (!allowed || !seq || n_allowed == 0) {
+        free(allowed);
+        free(seq);
+        return NULL;
+    }
+    int32_t bos = tok ? tok_bos(tok) : -1;
+    for (int i = 0; i < n; i++)
+        seq[i] = i == 0 && bos >= 0 && bos < n_vocab
+                     ? bos
+                     : allowed[splitmix64(&seed) % (uint64_t)n_allowed];
+    free(allowed);
+    return seq;
+}
+
+/* --- measuring --------------------------------------------------------------- */
+
+typedef struct bench_args {
+    const char *model;
+    const char **dirs;
+    int n_dirs;
+    int n_prompt, n_gen, n_threads;
+    bool json, warmup;
+    quant_type kv_type;
+} bench_args;
+
+typedef struct bench_run {
+    store *st;
+    model *m;
+    tokenizer *tok;
+    model_state *state;
+    kv_cache *kv;
+    sw_pool *pool;
+    model_info info;
+    weight_bytes w;
+    route_log log;
+    route_stats rs;
+    float *logits;
+    double prompt_s, decode_s;
+    double bandwidth;     /* bytes/s */
+    bool bw_clean;
+} bench_run;
+
+static int bench_open(const bench_args *a, const char *path, bench_run *b, sw_err *err)
+{
+    int rc;
+    if ((rc = store_open(path, &b->st, err)) || (rc = model_load(b->st, NULL, &b->m, err)))
+        return rc;
+    model_get_info(b->m, &b->info);
+    if (tok_load(store_gguf(b->st), &b->tok, NULL) < 0)
+        b->tok = NULL; /* no vocabulary: any id will do */
+    int n_ctx = a->n_prompt > a->n_gen ? a->n_prompt : a->n_gen;
+    kv_cache_opts ko = {.n_ctx = n_ctx > 0 ? n_ctx : 1, .type = a->kv_type};
+    if ((rc = kv_cache_new(b->m, &ko, &b->kv, err)) || (rc = model_state_new(b->m, NULL, &b->state, err)) ||
+        (rc = sw_pool_create(a->n_threads, &b->pool, err)))
+        return rc;
+    b->logits = malloc(sizeof(float) * (size_t)b->info.n_vocab);
+    if (!b->logits || weight_bytes_count(store_gguf(b->st), b->info.n_layer, &b->w) < 0)
+        return sw_errf(err, SW_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void bench_close(bench_run *b)
+{
+    free(b->rs.distinct);
+    free(b->log.experts);
+    free(b->w.per_expert);
+    free(b->logits);
+    sw_pool_destroy(b->pool);
+    kv_cache_free(b->kv);
+    model_state_free(b->state);
+    tok_free(b->tok);
+    model_free(b->m);
+    store_close(b->st);
+}
+
+static int bench_prompt(const bench_args *a, bench_run *b, const int32_t *seq, sw_err *err)
+{
+    if (a->n_prompt <= 0)
+        return 0;
+    int rc;
+    if (a->warmup) {
+        rc = model_forward(b->m, b->state, b->kv, b->pool, seq, a->n_prompt, b->logits,
+                           MODEL_LOGITS_LAST, err);
+        kv_cache_clear(b->kv);
+        if (rc < 0)
+            return rc;
+    }
+    double t0 = bench_now();
+    rc = model_forward(b->m, b->state, b->kv, b->pool, seq, a->n_prompt, b->logits,
+                       MODEL_LOGITS_LAST, err);
+    b->prompt_s = bench_now() - t0;
+    kv_cache_clear(b->kv);
+    return rc;
+}
+
+static int bench_decode(const bench_args *a, bench_run *b, const int32_t *seq, sw_err *err)
+{
+    route_log *log = &b->log;
+    *log = (route_log){.w = &b->w, .n_layer = b->info.n_layer, .n_expert = b->info.n_expert,
+                       .n_used = b->info.n_expert_used, .n_steps = a->n_gen, .step = -1};
+    if (b->info.n_expert > 0 && b->info.n_expert_used > 0) {
+        size_t cnt = (size_t)a->n_gen * (size_t)log->n_layer * (size_t)log->n_used;
+        if (!(log->experts = malloc(sizeof(int) * (cnt ? cnt : 1))))
+            return sw_errf(err, SW_ENOMEM, "out of memory");
+        memset(log->experts, 0xff, sizeof(int) * cnt); /* -1: no record */
+        model_set_route_hook(b->m, route_hook, log);
+    }
+    double t0 = bench_now();
+    int rc = 0;
+    for (int i = 0; i < a->n_gen && rc == 0; i++) {
+        log->step = i;
+        rc = model_forward(b->m, b->state, b->kv, b->pool, &seq[i], 1, b->logits,
+                           MODEL_LOGITS_LAST, err);
+    }
+    b->decode_s = bench_now() - t0;
+    log->step = -1;
+    model_set_route_hook(b->m, NULL, NULL);
+    if (rc == 0 && log->experts && a->n_gen > 0 && route_stats_compute(log, &b->rs) < 0)
+        rc = sw_errf(err, SW_ENOMEM, "out of memory");
+    return rc;
+}
+
+static int bench_bandwidth(bench_run *b, sw_err *err)
+{
+    void *buf = bench_buffer_alloc(BW_BUFFER_BYTES);
+    if (!buf)
+        return sw_errf(err, SW_ENOMEM, "cannot allocate %zu MiB to measure bandwidth",
+                       BW_BUFFER_BYTES >> 20);
+    /* Zeros: the read kernels sum 64-bit words, and a sum of the fill
+     * pattern overflows (undefined for the AVX-512 reduction's signed
+     * lanes). The pages stay touched, so speed is the same. */
+    memset(buf, 0, BW_BUFFER_BYTES);
+    bench_best best = {0};
+    bench_read_bandwidth(b->pool, buf, BW_BUFFER_BYTES, 2, &best);
+    bench_buffer_free(buf, BW_BUFFER_BYTES);
+    b->bandwidth = bench_best_rate(&best);
+    b->bw_clean = best.n_clean > 0;
+    return 0;
+}
+
+/* --- reporting --------------------------------------------------------------- */
+
+typedef struct bench_figures {
+    double prompt_tps, decode_tps;
+    double expert_bytes;  /* per decode token */
+    double bytes_per_token;
+    double bound_tps, fraction;
+} bench_figures;
+
+static void bench_figures_compute(const bench_args *a, const bench_run *b, bench_figures *f)
+{
+    *f = (bench_figures){0};
+    f->prompt_tps = b->prompt_s > 0 ? a->n_prompt / b->prompt_s : 0;
+    f->decode_tps = b->decode_s > 0 ? a->n_gen / b->decode_s : 0;
+    if (a->n_gen > 0 && b->log.experts) {
+        f->expert_bytes = b->log.expert_bytes / a->n_gen;
+    } else if (b->info.n_expert_used > 0) { /* no decode: top-k per MoE layer */
+        for (int l = 0; l < b->w.n_layer; l++)
+            f->expert_bytes += b->info.n_expert_used * b->w.per_expert[l];
+    }
+    f->bytes_per_token = b->w.resident + f->expert_bytes;
+    f->bound_tps = f->bytes_per_token > 0 ? b->bandwidth / f->bytes_per_token : 0;
+    f->fraction = f->bound_tps > 0 ? f->decode_tps / f->bound_tps : 0;
+}
+
+/* JSON null for a figure that could not be measured. */
+static json_t *json_num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *routing_json(const bench_run *b)
+{
+    const route_stats *rs = &b->rs;
+    if (!b->log.experts || !rs->distinct)
+        return json_null();
+    json_t *per_layer = json_array();
+    for (int l = 0; l < b->info.n_layer; l++)
+        if (!isnan(rs->distinct[l]))
+            json_array_append_new(per_layer, json_real(rs->distinct[l]));
+    return json_pack("{s:i, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "n_expert",
+                     b->info.n_expert, "n_expert_used", b->info.n_expert_used, "window",
+                     rs->window, "moe_layers", rs->n_moe_layers, "distinct_per_layer", per_layer,
+                     "distinct_mean", json_num(rs->distinct_mean), "distinct_random",
+                     json_num(rs->distinct_random), "reuse_prev", json_num(rs->reuse),
+                     "reuse_random", json_num(rs->reuse_random));
+}
+
+static int print_json(const bench_args *a, const char *path, const bench_run *b,
+                      const bench_figures *f)
+{
+    json_t *j = json_pack(
+        "{s:s, s:s, s:i, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, "
+        "s:s, s:b, s:o}",
+        "model", path, "arch", b->info.arch, "threads", sw_pool_size(b->pool), "kv_type",
+        quant_name(kv_cache_type(b->kv)), "n_prompt", a->n_prompt, "n_gen", a->n_gen,
+        "prompt_tps", f->prompt_tps, "decode_tps", f->decode_tps, "prompt_s", b->prompt_s,
+        "decode_s", b->decode_s, "model_bytes", (json_int_t)llround(b->w.total),
+        "bytes_per_token", (json_int_t)llround(f->bytes_per_token), "resident_bytes_per_token",
+        (json_int_t)llround(b->w.resident), "expert_bytes_per_token",
+        (json_int_t)llround(f->expert_bytes), "bandwidth_gbs", b->bandwidth / 1e9,
+        "bound_tps", f->bound_tps, "decode_fraction_of_bound", f->fraction, "read_kernel",
+        bench_read_kernel_name(), "bandwidth_clean", b->bw_clean, "routing", routing_json(b));
+    if (!j)
+        return cli_fail("bench: could not build the JSON report");
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    json_decref(j);
+    if (!s)
+        return cli_fail("bench: out of memory");
+    puts(s);
+    free(s);
+    return 0;
+}
+
+static void fmt_bytes(char *buf, size_t n, double v)
+{
+    if (v >= 1e9)
+        snprintf(buf, n, "%.2f GB", v / 1e9);
+    else if (v >= 1e6)
+        snprintf(buf, n, "%.2f MB", v / 1e6);
+    else
+        snprintf(buf, n, "%.1f kB", v / 1e3);
+}
+
+static void print_text(const bench_args *a, const char *path, const bench_run *b,
+                       const bench_figures *f)
+{
+    char total[32], per_tok[32], resident[32], experts[32];
+    fmt_bytes(total, sizeof total, b->w.total);
+    fmt_bytes(per_tok, sizeof per_tok, f->bytes_per_token);
+    fmt_bytes(resident, sizeof resident, b->w.resident);
+    fmt_bytes(experts, sizeof experts, f->expert_bytes);
+    printf("model        %s (%s, %s of weights)\n", path, b->info.arch, total);
+    printf("threads      %d, KV cache %s\n", sw_pool_size(b->pool), quant_name(kv_cache_type(b->kv)));
+    if (a->n_prompt > 0)
+        printf("prompt       %5d tokens in %8.3f s  %10.2f tok/s\n", a->n_prompt, b->prompt_s,
+               f->prompt_tps);
+    if (a->n_gen > 0)
+        printf("decode       %5d tokens in %8.3f s  %10.2f tok/s\n", a->n_gen, b->decode_s,
+               f->decode_tps);
+    if (b->info.n_expert > 0)
+        printf("bytes/token  %s (resident %s + experts %s)\n", per_tok, resident, experts);
+    else
+        printf("bytes/token  %s (every weight%s)\n", per_tok,
+               b->w.tied ? "; the embedding table is also the output head"
+                         : " but the embedding table's other rows");
+    printf("bandwidth    %.2f GB/s (%s read, %d threads%s)\n", b->bandwidth / 1e9,
+           bench_read_kernel_name(), sw_pool_size(b->pool),
+           b->bw_clean ? "" : "; no sample free of CPU contention");
+    printf("bound        %.2f tok/s; decode reaches %.1f%% of it%s\n", f->bound_tps,
+           100 * f->fraction,
+           f->fraction > 1 ? " (the weights fit in the CPU's caches)" : "");
+    const route_stats *rs = &b->rs;
+    if (b->log.experts && rs->distinct) {
+        printf("routing      %d of %d experts per token in %d MoE layers; over %d decode tokens:\n",
+               b->info.n_expert_used, b->info.n_expert, rs->n_moe_layers, a->n_gen);
+        printf("             distinct experts per layer per %d tokens: %.1f (random routing: %.1f)\n",
+               rs->window, rs->distinct_mean, rs->distinct_random);
+        printf("             per layer:");
+        for (int l = 0; l < b->info.n_layer; l++)
+            if (!isnan(rs->distinct[l]))
+                printf(" %.1f", rs->distinct[l]);
+        printf("\n             experts reused from the previous token: %.1f%% (random: %.1f%%)\n",
+               100 * rs->reuse, 100 * rs->reuse_random);
+    }
+}
+
+/* --- the command ------------------------------------------------------------ */
+
+static int parse_count(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, bench_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (!strcmp(o, "--json")) {
+            a->json = true;
+        } else if (!strcmp(o, "--no-warmup")) {
+            a->warmup = false;
+        } else if (!strcmp(o, "--prompt") && v) {
+            bad = parse_count(argv[++i], 0, 1 << 20, &a->n_prompt);
+        } else if (!strcmp(o, "--gen") && v) {
+            bad = parse_count(argv[++i], 0, 1 << 20, &a->n_gen);
+        } else if (!strcmp(o, "--threads") && v) {
+            bad = parse_count(argv[++i], 1, SW_POOL_MAX_THREADS, &a->n_threads);
+        } else if (!strcmp(o, "--kv-type") && v) {
+            i++;
+            if (!strcmp(v, "f32"))
+                a->kv_type = QT_F32;
+            else if (!strcmp(v, "f16"))
+                a->kv_type = QT_F16;
+            else if (!strcmp(v, "q8_0"))
+                a->kv_type = QT_Q8_0;
+            else
+                bad = 1;
+        } else if (!strcmp(o, "--models-dir") && v) {
+            a->dirs[a->n_dirs++] = argv[++i];
+        } else if (o[0] != '-' && !a->model) {
+            a->model = o;
+        } else {
+            fprintf(stderr, "spillway bench: unexpected argument '%s'\n\n%s", o, usage_text);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "spillway bench: bad value '%s' for %s\n", v, o);
+            return 2;
+        }
+    }
+    if (!a->model || (a->n_prompt == 0 && a->n_gen == 0)) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    return -1;
+}
+
+static int bench_model(const bench_args *a, const char *path, sw_err *err)
+{
+    bench_run b = {0};
+    int32_t *prompt = NULL, *gen = NULL;
+    int rc = bench_open(a, path, &b, err);
+    if (rc < 0)
+        goto done;
+    prompt = bench_tokens(b.tok, b.info.n_vocab, a->n_prompt, 1);
+    gen = bench_tokens(b.tok, b.info.n_vocab, a->n_gen, 2);
+    if (!prompt || !gen) {
+        rc = sw_errf(err, SW_EINVAL, "no usable token ids in the vocabulary");
+        goto done;
+    }
+    if ((rc = bench_prompt(a, &b, prompt, err)) < 0 || (rc = bench_decode(a, &b, gen, err)) < 0 ||
+        (rc = bench_bandwidth(&b, err)) < 0)
+        goto done;
+    bench_figures f;
+    bench_figures_compute(a, &b, &f);
+    if (a->json)
+        rc = print_json(a, path, &b, &f) ? SW_EIO : 0;
+    else
+        print_text(a, path, &b, &f);
+    if (rc == 0 && fflush(stdout))
+        rc = sw_errf(err, SW_EIO, "writing the report: %s", strerror(errno));
+done:
+    free(prompt);
+    free(gen);
+    bench_close(&b);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char **dirs = calloc((size_t)argc, sizeof *dirs);
+    if (!dirs)
+        return cli_fail("bench: out of memory");
+    bench_args a = {.dirs = dirs, .n_prompt = 512, .n_gen = 128, .warmup = true};
+    int status = parse_args(argc, argv, &a);
+    char *path = NULL;
+    sw_err err = {0};
+    if (status < 0) {
+        catalog_opts co = {.dirs = dirs, .n_dirs = a.n_dirs};
+        if (catalog_resolve(a.model, &co, &path, &err) < 0 || bench_model(&a, path, &err) < 0)
+            status = cli_fail("bench: %s", err.msg);
+        else
+            status = 0;
+    }
+    free(path);
+    free(dirs);
+    return status;
+}
