@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "store/catalog.h"
 #include "store/store.h"
 #include "util/pool.h"
 
@@ -194,8 +195,10 @@ int cmd_logits(int argc, char **argv)
     kv_cache *kv = NULL;
     sw_pool *pool = NULL;
     float *logits = NULL;
+    char *resolved = NULL;
     int status = 1;
-    if (store_open(path, &st, &err) || model_load(st, &mo, &m, &err))
+    if (catalog_resolve(path, NULL, &resolved, &err) < 0 || store_open(resolved, &st, &err) ||
+        model_load(st, &mo, &m, &err))
         goto done;
     model_info info;
     model_get_info(m, &info);
@@ -236,6 +239,7 @@ done:
     kv_cache_free(kv);
     model_free(m);
     store_close(st);
+    free(resolved);
     free(tokens);
     return status;
 }
