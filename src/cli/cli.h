@@ -8,6 +8,7 @@
 #define SW_CLI_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_logits(int argc, char **argv);

@@ -23,6 +23,7 @@ static const struct command g_commands[] = {
     {"models", cmd_models, "list the GGUF models on this machine (Ollama, HF cache, LM Studio)"},
     {"logits", cmd_logits, "write a model's logits for given token ids (float32)"},
     {"gen", cmd_gen, "write a GGUF with a real model's layout and random weights"},
+    {"template", cmd_template, "render a conversation through a chat template, exactly"},
     {"tokenize", cmd_tokenize, "print the token ids of a text under a model's tokenizer"},
 };
 

@@ -29,10 +29,14 @@
  *
  * What is not: template inheritance and inclusion ({% extends %},
  * {% include %}, {% import %}, {% block %}), {% call %}, {% with %},
- * recursive loops and a handful of rarely used filters. Using one is an
- * error naming the feature and its line and column — never a different
- * rendering. Like the sandbox, templates cannot mutate lists or dicts
- * (list.append is refused); namespaces are the one mutable thing.
+ * recursive loops, *args and **kwargs in calls, the filters groupby, pprint,
+ * random, slice, striptags, truncate, urlencode, urlize, wordwrap,
+ * xmlattr and filesizeformat, and the globals joiner, cycler and lipsum.
+ * Using one is an error naming the feature and its line and column (for a
+ * filter or global, when it is reached) — never a different rendering.
+ * Like the sandbox, templates cannot mutate lists or dicts (list.append is
+ * refused); namespaces are the one mutable thing. Integers are 64-bit
+ * (overflow is an error, where Python would grow them).
  *
  * Rendering is bounded: the work done (steps), macro nesting, value nesting
  * and output size have limits (jinja_opts), so a hostile template fails
