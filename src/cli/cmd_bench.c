@@ -30,6 +30,7 @@
  * uniformly random routing would give.
  */
 #include "cli/cli.h"
+#include "cli/cli_store.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "store/catalog.h"
@@ -39,6 +40,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +60,8 @@ static const char *usage_text =
     "  --kv-type T       KV cache type: f32 (default), f16 or q8_0\n"
     "  --no-warmup       skip the warm-up prefill\n"
     "  --models-dir DIR  also look for MODEL names in DIR (repeatable)\n"
-    "  --json            print one JSON object\n";
+    "  --json            print one JSON object\n"
+    CLI_STORE_USAGE;
 
 /* --- what a token reads ---------------------------------------------------- */
 
@@ -253,6 +256,7 @@ typedef struct bench_args {
     int n_prompt, n_gen, n_threads;
     bool json, warmup;
     quant_type kv_type;
+    store_opts store;
 } bench_args;
 
 typedef struct bench_run {
@@ -270,12 +274,14 @@ typedef struct bench_run {
     double prompt_s, decode_s;
     double bandwidth;     /* bytes/s */
     bool bw_clean;
+    store_stats st0, st1; /* the store's counters before and after decoding */
 } bench_run;
 
 static int bench_open(const bench_args *a, const char *path, bench_run *b, sw_err *err)
 {
     int rc;
-    if ((rc = store_open(path, &b->st, err)) || (rc = model_load(b->st, NULL, &b->m, err)))
+    if ((rc = store_open_opts(path, &a->store, &b->st, err)) ||
+        (rc = model_load(b->st, NULL, &b->m, err)))
         return rc;
     model_get_info(b->m, &b->info);
     if (tok_load(store_gguf(b->st), &b->tok, NULL) < 0)
@@ -337,6 +343,7 @@ static int bench_decode(const bench_args *a, bench_run *b, const int32_t *seq, s
         memset(log->experts, 0xff, sizeof(int) * cnt); /* -1: no record */
         model_set_route_hook(b->m, route_hook, log);
     }
+    store_stats_get(b->st, &b->st0);
     double t0 = bench_now();
     int rc = 0;
     for (int i = 0; i < a->n_gen && rc == 0; i++) {
@@ -345,6 +352,7 @@ static int bench_decode(const bench_args *a, bench_run *b, const int32_t *seq, s
                            MODEL_LOGITS_LAST, err);
     }
     b->decode_s = bench_now() - t0;
+    store_stats_get(b->st, &b->st1);
     log->step = -1;
     model_set_route_hook(b->m, NULL, NULL);
     if (rc == 0 && log->experts && a->n_gen > 0 && route_stats_compute(log, &b->rs) < 0)
@@ -418,6 +426,39 @@ static json_t *routing_json(const bench_run *b)
                      "reuse_random", json_num(rs->reuse_random));
 }
 
+static int64_t peak_rss(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) ? -1 : (int64_t)ru.ru_maxrss * 1024;
+}
+
+/* The store's side: decode-only reads and hit rate, and the totals. */
+static void store_json_add(json_t *j, const bench_run *b)
+{
+    const store_stats *s0 = &b->st0, *s1 = &b->st1;
+    uint64_t req = s1->requests - s0->requests, hits = s1->hits - s0->hits;
+    json_object_set_new(j, "store_mode", json_string(store_mode_name(s1->mode)));
+    json_object_set_new(j, "bytes_read", json_integer((json_int_t)(s1->bytes_read - s0->bytes_read)));
+    json_object_set_new(j, "hit_rate", req ? json_real((double)hits / (double)req) : json_null());
+    json_object_set_new(j, "cache_budget_bytes", json_integer(s1->cache_budget));
+    json_object_set_new(j, "peak_rss_bytes", json_integer(peak_rss()));
+    json_object_set_new(
+        j, "store",
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, "
+                  "s:f, s:f}",
+                  "policy", s1->policy, "resident_bytes", (json_int_t)s1->resident_bytes,
+                  "capacity", (json_int_t)s1->capacity, "total_entries",
+                  (json_int_t)s1->total_entries, "requests", (json_int_t)s1->requests, "hits",
+                  (json_int_t)s1->hits, "misses", (json_int_t)s1->misses, "prefetch_issued",
+                  (json_int_t)s1->prefetch_issued, "prefetch_hits",
+                  (json_int_t)s1->prefetch_hits, "prefetch_wasted",
+                  (json_int_t)s1->prefetch_wasted, "evictions", (json_int_t)s1->evictions,
+                  "bytes_read_total", (json_int_t)s1->bytes_read, "predicted",
+                  (json_int_t)s1->predicted, "predicted_right", (json_int_t)s1->predicted_right,
+                  "stall_s", s1->stall_s, "read_p50_us", s1->lat_p50_us, "read_p99_us",
+                  s1->lat_p99_us));
+}
+
 static int print_json(const bench_args *a, const char *path, const bench_run *b,
                       const bench_figures *f)
 {
@@ -435,6 +476,7 @@ static int print_json(const bench_args *a, const char *path, const bench_run *b,
         bench_read_kernel_name(), "bandwidth_clean", b->bw_clean, "routing", routing_json(b));
     if (!j)
         return cli_fail("bench: could not build the JSON report");
+    store_json_add(j, b);
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     json_decref(j);
     if (!s)
@@ -482,6 +524,16 @@ static void print_text(const bench_args *a, const char *path, const bench_run *b
     printf("bound        %.2f tok/s; decode reaches %.1f%% of it%s\n", f->bound_tps,
            100 * f->fraction,
            f->fraction > 1 ? " (the weights fit in the CPU's caches)" : "");
+    if (b->st1.mode == STORE_STREAM && b->st1.total_entries) {
+        uint64_t req = b->st1.requests - b->st0.requests, hits = b->st1.hits - b->st0.hits;
+        char rd[32], budget[32];
+        fmt_bytes(rd, sizeof rd, (double)(b->st1.bytes_read - b->st0.bytes_read));
+        fmt_bytes(budget, sizeof budget, (double)b->st1.cache_budget);
+        printf("streaming    cache %s (%lld of %lld experts, %s); decode: hit rate %.1f%%, "
+               "read %s\n",
+               budget, (long long)b->st1.capacity, (long long)b->st1.total_entries,
+               b->st1.policy, req ? 100.0 * (double)hits / (double)req : 0.0, rd);
+    }
     const route_stats *rs = &b->rs;
     if (b->log.experts && rs->distinct) {
         printf("routing      %d of %d experts per token in %d MoE layers; over %d decode tokens:\n",
@@ -515,7 +567,13 @@ static int parse_args(int argc, char **argv, bench_args *a)
 {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
+        int bad = 0, sa = cli_store_arg(&a->store, "bench", o, v);
+        if (sa < 0)
+            return 2;
+        if (sa > 0) {
+            i += sa - 1;
+            continue;
+        }
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
             fputs(usage_text, stdout);
             return 0;
@@ -595,7 +653,8 @@ int cmd_bench(int argc, char **argv)
     const char **dirs = calloc((size_t)argc, sizeof *dirs);
     if (!dirs)
         return cli_fail("bench: out of memory");
-    bench_args a = {.dirs = dirs, .n_prompt = 512, .n_gen = 128, .warmup = true};
+    bench_args a = {.dirs = dirs, .n_prompt = 512, .n_gen = 128, .warmup = true,
+                    .store = cli_store_defaults()};
     int status = parse_args(argc, argv, &a);
     char *path = NULL;
     sw_err err = {0};

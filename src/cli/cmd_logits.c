@@ -10,6 +10,7 @@
  * time and reports their rate, with the weights already in memory.
  */
 #include "cli/cli.h"
+#include "cli/cli_store.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "store/catalog.h"
@@ -38,7 +39,8 @@ static const char *usage_text =
     "                  with llama.cpp's logits (use with --kv-type f16)\n"
     "  --time          report tokens per second on standard error\n"
     "  --decode N      after the tokens, decode N more greedily, one at a time,\n"
-    "                  and report their rate (implies --time; not written)\n";
+    "                  and report their rate (implies --time; not written)\n"
+    CLI_STORE_USAGE;
 
 static double now_s(void)
 {
@@ -127,8 +129,16 @@ int cmd_logits(int argc, char **argv)
     int threads = 0, batch = 0, n_ctx = 0, n_decode = 0, timing = 0, last_only = 0;
     kv_cache_opts ko = {.type = QT_F32};
     model_opts mo = {0};
+    store_opts so_store = cli_store_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int sa = cli_store_arg(&so_store, "logits", a, i + 1 < argc ? argv[i + 1] : NULL);
+        if (sa < 0)
+            return 2;
+        if (sa > 0) {
+            i += sa - 1;
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             return 0;
@@ -197,7 +207,7 @@ int cmd_logits(int argc, char **argv)
     float *logits = NULL;
     char *resolved = NULL;
     int status = 1;
-    if (catalog_resolve(path, NULL, &resolved, &err) < 0 || store_open(resolved, &st, &err) ||
+    if (catalog_resolve(path, NULL, &resolved, &err) < 0 || store_open_opts(resolved, &so_store, &st, &err) ||
         model_load(st, &mo, &m, &err))
         goto done;
     model_info info;
@@ -229,6 +239,8 @@ int cmd_logits(int argc, char **argv)
     if (n_decode && decode_greedy(m, s, kv, pool, logits + (rows - 1) * info.n_vocab,
                                   info.n_vocab, n_decode, &err))
         goto done;
+    if (timing)
+        cli_store_print(stderr, st);
     status = 0;
 done:
     if (status)

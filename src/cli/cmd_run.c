@@ -15,6 +15,7 @@
  * engine/generate.h; this file is arguments and presentation.
  */
 #include "cli/cli.h"
+#include "cli/cli_store.h"
 #include "engine/generate.h"
 #include "store/catalog.h"
 
@@ -53,6 +54,7 @@ static const char *usage_text =
     "  --batch N             prompt tokens per forward step (default 512)\n"
     "  --kv-type T           KV cache type: f32 (default), f16 or q8_0\n"
     "  --models-dir DIR      also look for MODEL names in DIR (repeatable)\n"
+    CLI_STORE_USAGE
     "  --verbose             print timings and rates on standard error at the end\n";
 
 typedef struct run_args {
@@ -189,6 +191,13 @@ static int parse_args(int argc, char **argv, run_args *r)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             return 0;
+        }
+        int sa = cli_store_arg(&r->go.store, "run", a, v);
+        if (sa < 0)
+            return 2;
+        if (sa > 0) {
+            i += sa - 1;
+            continue;
         }
         int rc = v ? parse_numeric(r, a, v) : 0;
         if (rc < 0) {
@@ -403,8 +412,10 @@ static int run_model(const run_args *r, const char *path, const char *user, sw_e
         if (rc == 0)
             rc = sw_errf(err, SW_EIO, "writing the output: %s", strerror(errno));
     }
-    if (r->verbose && st.n_prompt > 0)
+    if (r->verbose && st.n_prompt > 0) {
         print_stats(&st);
+        cli_store_print(stderr, generator_store(g));
+    }
 done:
     free(ids);
     free(text);
@@ -418,7 +429,8 @@ int cmd_run(int argc, char **argv)
     const char **strs = calloc((size_t)argc * 2, sizeof *strs);
     if (!strs)
         return cli_fail("run: out of memory");
-    run_args r = {.stops = strs, .dirs = strs + argc, .gp = generator_default_params()};
+    run_args r = {.stops = strs, .dirs = strs + argc, .gp = generator_default_params(),
+                  .go.store = cli_store_defaults()};
     int status = parse_args(argc, argv, &r);
     char *path = NULL, *input = NULL;
     sw_err err = {0};

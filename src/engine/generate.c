@@ -55,7 +55,8 @@ int generator_open(const char *path, const generator_opts *opts, generator **out
     g->n_batch = opts->n_batch > 0 ? opts->n_batch : 512;
     model_state_opts so = {.n_batch = g->n_batch};
     int rc;
-    if ((rc = store_open(path, &g->st, err)) || (rc = model_load(g->st, &opts->model, &g->m, err)))
+    if ((rc = store_open_opts(path, &opts->store, &g->st, err)) ||
+        (rc = model_load(g->st, &opts->model, &g->m, err)))
         goto fail;
     if ((rc = tok_load(store_gguf(g->st), &g->tok, err))) {
         sw_err_prefix(err, "%s: tokenizer", path);
@@ -89,6 +90,7 @@ void generator_close(generator *g)
 }
 
 model *generator_model(generator *g) { return g->m; }
+store *generator_store(generator *g) { return g->st; }
 const tokenizer *generator_tokenizer(const generator *g) { return g->tok; }
 sw_pool *generator_pool(generator *g) { return g->pool; }
 double generator_load_seconds(const generator *g) { return g->load_s; }

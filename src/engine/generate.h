@@ -63,6 +63,7 @@ typedef struct generator_opts {
     int n_threads;        /* <= 0: every CPU this process may use */
     int n_batch;          /* most tokens per forward step; 0 = 512 */
     model_opts model;     /* parity mode etc. */
+    store_opts store;     /* where weights live; zero: mapped (store_open) */
 } generator_opts;
 
 /* Opens the GGUF at path (a file; names are the caller's business, see
@@ -72,6 +73,7 @@ int generator_open(const char *path, const generator_opts *opts, generator **out
 void generator_close(generator *g);
 
 model *generator_model(generator *g);
+store *generator_store(generator *g);
 const tokenizer *generator_tokenizer(const generator *g);
 sw_pool *generator_pool(generator *g);
 /* Seconds generator_open took. */

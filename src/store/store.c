@@ -1,8 +1,12 @@
 /*
- * store.c — the resident weight store (store.h): a GGUF_MMAP context plus,
- * per MoE layer, the three expert tensors the model bound to it.
+ * store.c — the weight store (store.h): a GGUF context (mapped, read, or
+ * header only) plus, per MoE layer, the three expert tensors the model
+ * bound to it. In STORE_STREAM the resident tensors and the experts come
+ * from the expert cache (expert_cache.h).
  */
 #include "store/store.h"
+
+#include "store/expert_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,29 +21,73 @@ struct expert_bind {
 
 struct store {
     gguf_ctx *gguf;
+    store_mode mode;
+    xcache *xc;                  /* STORE_STREAM only */
     struct expert_bind *experts; /* [n_layers] */
     int n_layers;
 };
 
 int store_open(const char *path, store **out, sw_err *err)
 {
+    return store_open_opts(path, NULL, out, err);
+}
+
+const char *store_mode_name(store_mode m)
+{
+    return m == STORE_STREAM ? "stream" : m == STORE_RESIDENT ? "resident" : "mmap";
+}
+
+int store_open_opts(const char *path, const store_opts *opts, store **out, sw_err *err)
+{
+    static const store_opts defaults = {0};
+    if (!opts)
+        opts = &defaults;
     *out = NULL;
     store *s = calloc(1, sizeof *s);
     if (!s)
         return sw_errf(err, SW_ENOMEM, "store: out of memory");
-    int rc = gguf_open(path, GGUF_MMAP, &s->gguf, err);
+    s->mode = opts->mode;
+    int flags = s->mode == STORE_STREAM     ? GGUF_NO_DATA
+                : s->mode == STORE_RESIDENT ? GGUF_READ
+                                            : GGUF_MMAP;
+    int rc = gguf_open(path, flags, &s->gguf, err);
+    if (!rc && s->mode == STORE_STREAM)
+        rc = xcache_open(s->gguf, path, opts, &s->xc, err);
     if (rc) {
-        free(s);
+        store_close(s);
         return rc;
     }
     *out = s;
     return 0;
 }
 
+void store_stats_get(store *s, store_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->mode = s->mode;
+    out->policy = out->reader = out->budget_reason = "";
+    out->mem_available = -1;
+    out->psi_some_avg10 = -1;
+    if (s->xc) {
+        xcache_stats(s->xc, out);
+        return;
+    }
+    for (int64_t i = 0; i < gguf_n_tensors(s->gguf); i++)
+        out->resident_bytes += (int64_t)gguf_tensor_at(s->gguf, i)->size;
+}
+
+void store_predict_stats(const store *s, int layer, uint64_t out[3])
+{
+    out[0] = out[1] = out[2] = 0;
+    if (s->xc)
+        xcache_predict_stats(s->xc, layer, out);
+}
+
 void store_close(store *s)
 {
     if (!s)
         return;
+    xcache_close(s->xc);
     gguf_close(s->gguf);
     free(s->experts);
     free(s);
@@ -60,9 +108,10 @@ static int fill_tensor(store *s, const gguf_tensor *t, store_tensor *out, sw_err
     out->n_dims = (int)t->n_dims;
     memcpy(out->ne, t->ne, sizeof out->ne);
     out->size = (size_t)t->size;
-    out->data = gguf_tensor_data(s->gguf, t);
+    out->data = s->xc ? xcache_tensor_data(s->xc, t) : gguf_tensor_data(s->gguf, t);
     if (!out->data)
-        return sw_errf(err, SW_EIO, "tensor '%s': data not mapped", t->name);
+        return sw_errf(err, SW_EIO, "tensor '%s': data not %s", t->name,
+                       s->xc ? "resident (its experts are streamed)" : "mapped");
     return 0;
 }
 
@@ -119,6 +168,9 @@ int store_bind_experts(store *s, int layer, const char *gate, const char *up, co
     }
     if (!b.t[1] || !b.t[2])
         return sw_errf(err, SW_EINVAL, "store: layer %d: experts need up and down tensors", layer);
+    int rc = s->xc ? xcache_bind(s->xc, layer, b.t, b.n_expert, err) : 0;
+    if (rc)
+        return rc;
     s->experts[layer] = b;
     return 0;
 }
@@ -147,6 +199,13 @@ int store_expert(store *s, int layer, int expert, store_mat *gate, store_mat *up
     if (layer < 0 || layer >= s->n_layers || !s->experts[layer].n_expert)
         return sw_errf(err, SW_EINVAL, "store: layer %d has no experts bound", layer);
     const struct expert_bind *b = &s->experts[layer];
+    if (s->xc) {
+        store_mat m[3];
+        int rc = xcache_get(s->xc, layer, expert, m, err);
+        if (!rc)
+            *gate = m[0], *up = m[1], *down = m[2];
+        return rc;
+    }
     if (expert < 0 || expert >= b->n_expert)
         return sw_errf(err, SW_EINVAL, "store: layer %d has no expert %d (of %d)", layer, expert,
                        b->n_expert);
@@ -158,17 +217,11 @@ int store_expert(store *s, int layer, int expert, store_mat *gate, store_mat *up
 
 int store_expert_plan(store *s, int layer, const int *experts, int n, sw_err *err)
 {
-    (void)s;
-    (void)layer;
-    (void)experts;
-    (void)n;
-    (void)err;
-    return 0;
+    return s->xc ? xcache_plan(s->xc, layer, experts, n, err) : 0;
 }
 
 void store_expert_release(store *s, int layer, int expert)
 {
-    (void)s;
-    (void)layer;
-    (void)expert;
+    if (s->xc)
+        xcache_release(s->xc, layer, expert);
 }

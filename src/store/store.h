@@ -95,7 +95,7 @@ typedef struct store_opts {
     int64_t cache_bytes, mem_bytes, other_bytes;
     bool watch;
     const char *policy; /* eviction policy name (policy.h); NULL: the default */
-    int prefetch;       /* experts predicted per layer: 0 auto (n_expert_used), < 0 off */
+    int prefetch;       /* experts predicted per layer: 0 auto (2 x n_expert_used), < 0 off */
 } store_opts;
 
 /* "mmap", "resident", "stream". */

@@ -47,6 +47,7 @@ const char *sw_strerror(int code)
     case SW_ETYPE: return "wrong type";
     case SW_EUNSUPPORTED: return "unsupported";
     case SW_ERANGE: return "out of range";
+    case SW_EBUSY: return "busy";
     }
     return "unknown error";
 }

@@ -22,6 +22,7 @@ enum {
     SW_ETYPE = -6,        /* value exists but has another type */
     SW_EUNSUPPORTED = -7, /* well-formed, but not something we implement */
     SW_ERANGE = -8,       /* value does not fit the requested type */
+    SW_EBUSY = -9,        /* not now: loading, queue full, shutting down */
 };
 
 typedef struct sw_err {
