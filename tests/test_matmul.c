@@ -269,3 +269,49 @@ TEST(matvec_wide_rows_sliced_activation)
     }
     sw_pool_destroy(pool);
 }
+
+/* quant_matvec_multi: items of mixed types and shapes, some sharing an
+ * activation vector, each bit-identical to its own quant_matvec. */
+TEST(matvec_multi_equals_matvec)
+{
+    sw_pool *pool = NULL;
+    CHECK_EQ(sw_pool_create(2, &pool, NULL), 0);
+    enum { N = 6 };
+    static const quant_type types[N] = {QT_Q4_K, QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_F16, QT_Q4_K};
+    static const int64_t rows[N] = {2048, 1003, 77, 300, 40, 5};
+    static const int64_t cols[N] = {768, 768, 512, 768, 768, 256};
+    static const int xsel[N] = {0, 0, 1, 0, 0, 2}; /* which activation vector */
+    float *xs[3] = {make_floats(768, 1), make_floats(512, 2), make_floats(256, 3)};
+    quant_mv items[N];
+    float *want[N];
+    for (int i = 0; i < N; i++) {
+        items[i] = (quant_mv){types[i], make_weights(types[i], rows[i], cols[i], 40 + i),
+                              rows[i], cols[i], xs[xsel[i]],
+                              malloc(sizeof(float) * (size_t)rows[i])};
+        memset(items[i].y, 0xff, sizeof(float) * (size_t)rows[i]); /* NaN: a skipped chunk */
+        want[i] = malloc(sizeof(float) * (size_t)rows[i]);
+    }
+    sw_err e = {0};
+    for (int i = 0; i < N; i++)
+        CHECKF(quant_matvec(NULL, types[i], items[i].W, rows[i], cols[i], items[i].x, want[i],
+                            &e) == 0, "%s", e.msg);
+    for (int pass = 0; pass < 2; pass++) {
+        CHECKF(quant_matvec_multi(pass ? pool : NULL, items, N, &e) == 0, "%s", e.msg);
+        for (int i = 0; i < N; i++)
+            CHECKF(memcmp(items[i].y, want[i], sizeof(float) * (size_t)rows[i]) == 0,
+                   "item %d (%s) differs from quant_matvec, pass %d", i, quant_name(types[i]),
+                   pass);
+    }
+    CHECK_EQ(quant_matvec_multi(pool, items, 0, &e), 0);
+    quant_mv bad = items[0];
+    bad.cols = 100;
+    CHECK_EQ(quant_matvec_multi(pool, &bad, 1, &e), SW_EINVAL);
+    for (int i = 0; i < N; i++) {
+        free((void *)items[i].W);
+        free(items[i].y);
+        free(want[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        free(xs[i]);
+    sw_pool_destroy(pool);
+}

@@ -242,6 +242,91 @@ TEST(quant_simd_avx512_matches_reference)
     CHECK(check_isa(QUANT_ISA_AVX512));
 }
 
+/*
+ * Multi-row kernels: quant_vec_dot_rows over nr rows must give, bit for
+ * bit, what the same table's vec_dot gives row by row, for awkward nr (the
+ * 4-row groups and their 1..3 tails), short and long rows (the kernels walk
+ * long rows one at a time), and unaligned data.
+ */
+static const int k_rows_nr[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};
+static const int64_t k_rows_blocks[] = {1, 2, 3, 5, 33};
+
+static bool check_rows(quant_isa isa)
+{
+    quant_kernels ref, k;
+    if (quant_kernels_for(QUANT_ISA_REF, &ref) != 0 || quant_kernels_for(isa, &k) != 0) {
+        test_fail(__FILE__, __LINE__, "no kernel table for %s", quant_isa_name(isa));
+        return false;
+    }
+    rng r = {0xD1B54A32D192ED03ull + (uint64_t)isa};
+    for (size_t ti = 0; ti < sizeof k_weight_types / sizeof *k_weight_types; ti++) {
+        const quant_type t = k_weight_types[ti];
+        const quant_traits *tr = quant_traits_of(t);
+        if (!k.vec_dot[t] || !tr->to_float)
+            continue;
+        if (tr->vec_dot_type != QT_F32 && !ref.act_quant[tr->vec_dot_type])
+            continue;
+        for (size_t bi = 0; bi < sizeof k_rows_blocks / sizeof *k_rows_blocks; bi++) {
+            for (size_t ni = 0; ni < sizeof k_rows_nr / sizeof *k_rows_nr; ni++) {
+                const int nr = k_rows_nr[ni];
+                const int64_t n = k_rows_blocks[bi] * tr->blck;
+                const size_t skew = (bi + ni) % 2 ? 7 : 0;
+                /* nr rows of n are one row of nr * n; the activation is the
+                 * first n elements of that case's (blockwise) activations */
+                row_case c;
+                void *wbuf = NULL, *abuf = NULL;
+                if (!row_case_make(&c, &ref, t, nr * n, skew, &r, &wbuf, &abuf)) {
+                    free(wbuf);
+                    free(abuf);
+                    test_fail(__FILE__, __LINE__, "out of memory");
+                    return false;
+                }
+                const size_t stride = quant_row_size(t, n);
+                float want[16], got[16];
+                for (int i = 0; i < nr; i++) {
+                    want[i] = NAN;
+                    k.vec_dot[t](n, &want[i], (const uint8_t *)c.w + (size_t)i * stride, c.a);
+                    got[i] = NAN;
+                }
+                quant_vec_dot_rows(&k, t, n, nr, got, c.w, stride, c.a);
+                free(wbuf);
+                free(abuf);
+                for (int i = 0; i < nr; i++) {
+                    if (memcmp(&want[i], &got[i], sizeof got[i]) != 0) {
+                        test_fail(__FILE__, __LINE__,
+                                  "%s %s n=%lld nr=%d row %d: rows kernel %.9g, vec_dot %.9g (%s)",
+                                  quant_isa_name(isa), tr->name, (long long)n, nr, i, got[i],
+                                  want[i], k.vec_dot_rows[t] ? "multi-row kernel" : "fallback");
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    return true;
+}
+
+TEST(quant_simd_rows_match_vec_dot)
+{
+    for (int isa = QUANT_ISA_REF; isa <= (int)quant_cpu_isa(); isa++)
+        CHECK(check_rows((quant_isa)isa));
+}
+
+/* The types that have multi-row kernels keep them in the selected table
+ * (an installer replacing vec_dot without its rows kernel drops it). */
+TEST(quant_simd_rows_kernels_installed)
+{
+    quant_kernels k;
+    if (quant_cpu_isa() < QUANT_ISA_AVX512) {
+        test_skip("CPU lacks AVX-512 F/BW/VL/DQ/VNNI");
+        return;
+    }
+    CHECK(quant_kernels_for(QUANT_ISA_AVX512, &k) == 0);
+    const quant_type with[] = {QT_Q4_K, QT_Q5_K, QT_Q6_K};
+    for (size_t i = 0; i < sizeof with / sizeof *with; i++)
+        CHECKF(k.vec_dot_rows[with[i]] != NULL, "avx512: %s has no rows kernel", quant_name(with[i]));
+}
+
 /* Each SIMD table really replaces the reference for the priority types
  * (otherwise the comparison above would compare the reference with itself). */
 TEST(quant_simd_tables_install_kernels)

@@ -31,6 +31,7 @@
 #define STACK_ACT_BYTES (32 * 1024)  /* converted activations up to this size live on the stack */
 #define STACK_STREAMS 64             /* streams up to this many threads live on the stack */
 #define ACT_PARALLEL_MIN 16384       /* activation elements worth converting in parallel */
+#define MM_ROW_GROUP 4               /* weight rows per kernel call when m > 1 */
 
 /* A run of chunks [front, back): the owner takes from the front, thieves
  * from the back. Packed in one word (front low, back high) so one CAS
@@ -39,8 +40,10 @@ typedef struct mm_stream {
     _Alignas(64) _Atomic uint64_t range;
 } mm_stream;
 
-struct mm_job {
-    quant_vec_dot_fn dot;
+/* One product of a job: Y[m][rows] = W A, chunks [first_chunk, +n_chunks). */
+typedef struct mm_part {
+    const quant_kernels *k; /* vec_dot_rows[wtype] or vec_dot[wtype] */
+    quant_type wtype;
     const uint8_t *W;
     size_t w_row_bytes;
     const uint8_t *A; /* [m] activation rows, a_row_bytes each */
@@ -49,23 +52,53 @@ struct mm_job {
     int64_t rows, cols, m;
     int64_t chunk;     /* weight rows per chunk */
     int64_t act_block; /* activation rows per inner block */
+    int64_t first_chunk, n_chunks;
+} mm_part;
+
+/* A job: the chunks of all its parts, numbered in order, split into
+ * streams. */
+struct mm_job {
+    const mm_part *parts;
+    int n_parts;
     mm_stream *streams;
     int n_streams;
 };
 
-/* Rows [c*chunk, ...) of chunk c, for every activation, block by block. */
-static void mm_chunk(const struct mm_job *j, int64_t c)
+/*
+ * Rows [c*chunk, ...) of chunk c of part p, for every activation, block by
+ * block. One activation: the whole chunk is one multi-row kernel call.
+ * Several: groups of MM_ROW_GROUP weight rows (a few KiB, L1) go against
+ * each activation of the block in turn.
+ */
+static void mm_part_chunk(const mm_part *p, int64_t c)
 {
-    int64_t r0 = c * j->chunk;
-    int64_t r1 = r0 + j->chunk < j->rows ? r0 + j->chunk : j->rows;
-    for (int64_t i0 = 0; i0 < j->m; i0 += j->act_block) {
-        int64_t i1 = i0 + j->act_block < j->m ? i0 + j->act_block : j->m;
-        for (int64_t r = r0; r < r1; r++) {
-            const uint8_t *w = j->W + (size_t)r * j->w_row_bytes;
+    int64_t r0 = c * p->chunk;
+    int64_t r1 = r0 + p->chunk < p->rows ? r0 + p->chunk : p->rows;
+    int64_t group = p->m == 1 ? r1 - r0 : MM_ROW_GROUP;
+    for (int64_t i0 = 0; i0 < p->m; i0 += p->act_block) {
+        int64_t i1 = i0 + p->act_block < p->m ? i0 + p->act_block : p->m;
+        for (int64_t r = r0; r < r1; r += group) {
+            int nr = (int)(r + group < r1 ? group : r1 - r);
+            const uint8_t *w = p->W + (size_t)r * p->w_row_bytes;
             for (int64_t i = i0; i < i1; i++)
-                j->dot(j->cols, &j->Y[i * j->rows + r], w, j->A + (size_t)i * j->a_row_bytes);
+                quant_vec_dot_rows(p->k, p->wtype, p->cols, nr, &p->Y[i * p->rows + r], w,
+                                   p->w_row_bytes, p->A + (size_t)i * p->a_row_bytes);
         }
     }
+}
+
+/* Job-wide chunk c: finds its part (binary search over first_chunk). */
+static void mm_chunk(const struct mm_job *j, int64_t c)
+{
+    int lo = 0, hi = j->n_parts - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (j->parts[mid].first_chunk <= c)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    mm_part_chunk(&j->parts[lo], c - j->parts[lo].first_chunk);
 }
 
 /* Claims a chunk from the front (back = 0) or back of s; -1 when empty. */
@@ -156,11 +189,10 @@ static int64_t pick_chunk(size_t row_bytes, int revisit)
     return chunk;
 }
 
-/* Checks the arguments and finds the kernels; fills dot, act (NULL for float
- * activations) and the two row sizes. */
+/* Checks the arguments and finds the kernels; fills p's kernel table, type,
+ * shape and row sizes, and *act (NULL for float activations). */
 static int mm_prepare(const char *what, quant_type wtype, int64_t rows, int64_t cols, int64_t m,
-                      quant_vec_dot_fn *dot, quant_from_float_fn *act, size_t *w_row,
-                      size_t *a_row, sw_err *err)
+                      mm_part *p, quant_from_float_fn *act, sw_err *err)
 {
     const quant_traits *tr = quant_traits_of(wtype);
     if (!tr)
@@ -178,62 +210,44 @@ static int mm_prepare(const char *what, quant_type wtype, int64_t rows, int64_t 
     if (rows > INT32_MAX || m > INT32_MAX / 16)
         return sw_errf(err, SW_EINVAL, "%s: shape rows=%lld m=%lld too large", what,
                        (long long)rows, (long long)m);
-    *dot = k->vec_dot[wtype];
-    *w_row = quant_row_size(wtype, cols);
+    p->k = k;
+    p->wtype = wtype;
+    p->rows = rows;
+    p->cols = cols;
+    p->m = m;
+    p->w_row_bytes = quant_row_size(wtype, cols);
     if (tr->vec_dot_type == QT_F32) {
         *act = NULL;
-        *a_row = (size_t)cols * sizeof(float);
+        p->a_row_bytes = (size_t)cols * sizeof(float);
     } else {
         *act = k->act_quant[tr->vec_dot_type];
         if (!*act)
             return sw_errf(err, SW_EUNSUPPORTED, "%s: no converter to activation type %s",
                            what, quant_name(tr->vec_dot_type));
-        *a_row = quant_row_size(tr->vec_dot_type, cols);
+        p->a_row_bytes = quant_row_size(tr->vec_dot_type, cols);
     }
     return 0;
 }
 
-int quant_matmul(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, int64_t cols,
-                 const float *X, int64_t m, float *Y, sw_err *err)
+/* Sets p's chunking and numbers its chunks from first; returns the next
+ * free chunk number. */
+static int64_t mm_part_plan(mm_part *p, int64_t first)
 {
-    struct mm_job j = {0};
-    quant_from_float_fn act;
-    int rc = mm_prepare(m == 1 ? "matvec" : "matmul", wtype, rows, cols, m, &j.dot, &act,
-                        &j.w_row_bytes, &j.a_row_bytes, err);
-    if (rc)
-        return rc;
-    if (rows == 0 || m == 0)
+    p->act_block = (int64_t)(ACT_BLOCK_BYTES / p->a_row_bytes);
+    if (p->act_block < 1)
+        p->act_block = 1;
+    p->chunk = pick_chunk(p->w_row_bytes, p->m > p->act_block);
+    p->first_chunk = first;
+    p->n_chunks = (p->rows + p->chunk - 1) / p->chunk;
+    return first + p->n_chunks;
+}
+
+/* Runs chunks [0, n_chunks) of parts over the pool, one stream per thread. */
+static int mm_run(sw_pool *pool, const mm_part *parts, int n_parts, int64_t n_chunks, sw_err *err)
+{
+    if (n_chunks == 0)
         return 0;
-
-    _Alignas(64) uint8_t stack_buf[STACK_ACT_BYTES];
-    uint8_t *heap_buf = NULL;
-    if (act) {
-        size_t need = (size_t)m * j.a_row_bytes;
-        uint8_t *A = stack_buf;
-        if (need > sizeof stack_buf) {
-            heap_buf = aligned_alloc(64, (need + 63) / 64 * 64);
-            if (!heap_buf)
-                return sw_errf(err, SW_ENOMEM, "matmul: no memory for %zu bytes of activations",
-                               need);
-            A = heap_buf;
-        }
-        act_convert(pool, act, quant_traits_of(wtype)->vec_dot_type, X, m, cols, A,
-                    j.a_row_bytes);
-        j.A = A;
-    } else {
-        j.A = (const uint8_t *)X;
-    }
-
-    j.W = W;
-    j.Y = Y;
-    j.rows = rows;
-    j.cols = cols;
-    j.m = m;
-    j.act_block = (int64_t)(ACT_BLOCK_BYTES / j.a_row_bytes);
-    if (j.act_block < 1)
-        j.act_block = 1;
-    j.chunk = pick_chunk(j.w_row_bytes, m > j.act_block);
-    int64_t n_chunks = (rows + j.chunk - 1) / j.chunk;
+    struct mm_job j = {parts, n_parts, NULL, 0};
     int n_streams = sw_pool_size(pool);
     if (n_streams > n_chunks)
         n_streams = (int)n_chunks;
@@ -241,10 +255,8 @@ int quant_matmul(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, i
     j.streams = stack_streams;
     if (n_streams > STACK_STREAMS) {
         j.streams = aligned_alloc(64, sizeof(mm_stream) * (size_t)n_streams);
-        if (!j.streams) {
-            free(heap_buf);
+        if (!j.streams)
             return sw_errf(err, SW_ENOMEM, "matmul: out of memory");
-        }
     }
     j.n_streams = n_streams;
     for (int s = 0; s < n_streams; s++) {
@@ -258,12 +270,122 @@ int quant_matmul(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, i
         sw_pool_run(pool, mm_task, &j, n_streams);
     if (j.streams != stack_streams)
         free(j.streams);
-    free(heap_buf);
     return 0;
+}
+
+int quant_matmul(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, int64_t cols,
+                 const float *X, int64_t m, float *Y, sw_err *err)
+{
+    mm_part p = {0};
+    quant_from_float_fn act;
+    int rc = mm_prepare(m == 1 ? "matvec" : "matmul", wtype, rows, cols, m, &p, &act, err);
+    if (rc)
+        return rc;
+    if (rows == 0 || m == 0)
+        return 0;
+
+    _Alignas(64) uint8_t stack_buf[STACK_ACT_BYTES];
+    uint8_t *heap_buf = NULL;
+    if (act) {
+        size_t need = (size_t)m * p.a_row_bytes;
+        uint8_t *A = stack_buf;
+        if (need > sizeof stack_buf) {
+            heap_buf = aligned_alloc(64, (need + 63) / 64 * 64);
+            if (!heap_buf)
+                return sw_errf(err, SW_ENOMEM, "matmul: no memory for %zu bytes of activations",
+                               need);
+            A = heap_buf;
+        }
+        act_convert(pool, act, quant_traits_of(wtype)->vec_dot_type, X, m, cols, A,
+                    p.a_row_bytes);
+        p.A = A;
+    } else {
+        p.A = (const uint8_t *)X;
+    }
+    p.W = W;
+    p.Y = Y;
+    rc = mm_run(pool, &p, 1, mm_part_plan(&p, 0), err);
+    free(heap_buf);
+    return rc;
 }
 
 int quant_matvec(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, int64_t cols,
                  const float *x, float *y, sw_err *err)
 {
     return quant_matmul(pool, wtype, W, rows, cols, x, 1, y, err);
+}
+
+/*
+ * Several products as one job. Activations: an item whose (x, activation
+ * type, cols) an earlier item already has shares that item's converted
+ * row; the others are converted in turn into one buffer. Then every item's
+ * chunks are numbered in item order and run as one parallel-for, so the
+ * dispatch is paid once and the threads stream through the matrices in
+ * order, stealing at the end.
+ */
+int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err)
+{
+    if (n < 0 || (n > 0 && !items))
+        return sw_errf(err, SW_EINVAL, "matvec_multi: bad item count %d", n);
+    if (n == 0)
+        return 0;
+    int rc = 0;
+    uint8_t *abuf = NULL;
+    mm_part *parts = calloc((size_t)n, sizeof *parts);
+    quant_from_float_fn *acts = calloc((size_t)n, sizeof *acts);
+    size_t *aoff = calloc((size_t)n, sizeof *aoff);
+    int *owner = calloc((size_t)n, sizeof *owner); /* item whose activations i uses */
+    if (!parts || !acts || !aoff || !owner) {
+        rc = sw_errf(err, SW_ENOMEM, "matvec_multi: out of memory");
+        goto done;
+    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const quant_mv *it = &items[i];
+        if ((rc = mm_prepare("matvec_multi", it->wtype, it->rows, it->cols, 1, &parts[i],
+                             &acts[i], err)))
+            goto done;
+        quant_type at = quant_traits_of(it->wtype)->vec_dot_type;
+        owner[i] = i;
+        for (int e = 0; e < i && acts[i]; e++)
+            if (owner[e] == e && acts[e] && items[e].x == it->x && items[e].cols == it->cols &&
+                quant_traits_of(items[e].wtype)->vec_dot_type == at) {
+                owner[i] = e;
+                break;
+            }
+        if (owner[i] == i && acts[i]) {
+            aoff[i] = total;
+            total += (parts[i].a_row_bytes + 63) / 64 * 64;
+        }
+    }
+    if (total && !(abuf = aligned_alloc(64, total))) {
+        rc = sw_errf(err, SW_ENOMEM, "matvec_multi: no memory for %zu bytes of activations",
+                     total);
+        goto done;
+    }
+    int64_t n_chunks = 0;
+    for (int i = 0; i < n; i++) {
+        const quant_mv *it = &items[i];
+        mm_part *p = &parts[i];
+        if (!acts[i]) {
+            p->A = (const uint8_t *)it->x;
+        } else if (owner[i] == i) {
+            act_convert(pool, acts[i], quant_traits_of(it->wtype)->vec_dot_type, it->x, 1,
+                        it->cols, abuf + aoff[i], p->a_row_bytes);
+            p->A = abuf + aoff[i];
+        } else {
+            p->A = parts[owner[i]].A;
+        }
+        p->W = it->W;
+        p->Y = it->y;
+        n_chunks = mm_part_plan(p, n_chunks);
+    }
+    rc = mm_run(pool, parts, n, n_chunks, err);
+done:
+    free(abuf);
+    free(parts);
+    free(acts);
+    free(aoff);
+    free(owner);
+    return rc;
 }

@@ -22,8 +22,14 @@
  * block of activations that fits in L2 before moving on, so weights are
  * read from memory once.
  *
- * Exactness: each output is one kernel call on one weight row and one
- * converted activation row, so results do not depend on the pool size, the
+ * Kernels: rows go through the type's multi-row kernel (vec_dot_rows, a
+ * chunk of rows per call for one activation, groups of 4 for several),
+ * which shares the activation's loads between rows and pays the call and
+ * setup once; types without one use vec_dot per row.
+ *
+ * Exactness: each output is computed as vec_dot of one weight row and one
+ * converted activation row would compute it (the multi-row kernels are
+ * bit-identical per row), so results do not depend on the pool size, the
  * chunking or m: quant_matmul row i equals quant_matvec of X[i], bit for bit.
  *
  * pool may be NULL (run on the calling thread). Returns 0 or SW_EINVAL /
@@ -43,5 +49,24 @@ int quant_matvec(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, i
 
 int quant_matmul(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, int64_t cols,
                  const float *X, int64_t m, float *Y, sw_err *err);
+
+/*
+ * Several matrix-vector products in one call (a decode step's gate and up
+ * projections, or the chosen experts' slices): y = W x for each item. Items
+ * that share an activation vector (same x pointer, cols and activation
+ * type) have it converted once; all items' rows then run as one pool job,
+ * each matrix in contiguous chunks, so one dispatch serves them all. Every
+ * y is bit-identical to quant_matvec of that item alone. Items may differ
+ * in type and shape; their y must not overlap.
+ */
+typedef struct quant_mv {
+    quant_type wtype;
+    const void *W;  /* [rows][cols] of wtype */
+    int64_t rows, cols;
+    const float *x; /* [cols] */
+    float *y;       /* [rows] */
+} quant_mv;
+
+int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err);
 
 #endif

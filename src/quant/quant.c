@@ -208,6 +208,21 @@ const char *quant_isa_name(quant_isa isa)
     return "?";
 }
 
+/*
+ * Runs one installer over k. A multi-row kernel must compute exactly what
+ * the same table's vec_dot does, so where the installer replaced vec_dot[t]
+ * but not vec_dot_rows[t] (say an AVX-512 dot over an AVX2 table with an
+ * AVX2 multi-row kernel), the stale multi-row entry is dropped.
+ */
+static void kernels_install(quant_kernels *k, void (*install)(quant_kernels *))
+{
+    quant_kernels before = *k;
+    install(k);
+    for (int t = 0; t < QT_COUNT; t++)
+        if (k->vec_dot[t] != before.vec_dot[t] && k->vec_dot_rows[t] == before.vec_dot_rows[t])
+            k->vec_dot_rows[t] = NULL;
+}
+
 int quant_kernels_for(quant_isa isa, quant_kernels *out)
 {
     if (isa > quant_cpu_isa())
@@ -215,11 +230,22 @@ int quant_kernels_for(quant_isa isa, quant_kernels *out)
     memset(out, 0, sizeof *out);
     quant_ref_kernels(out);
     if (isa >= QUANT_ISA_AVX2)
-        quant_avx2_kernels(out);
+        kernels_install(out, quant_avx2_kernels);
     if (isa >= QUANT_ISA_AVX512)
-        quant_avx512_kernels(out);
+        kernels_install(out, quant_avx512_kernels);
     out->isa = isa;
     return 0;
+}
+
+void quant_vec_dot_rows(const quant_kernels *k, quant_type t, int64_t n, int nr, float *s,
+                        const void *x, size_t row_stride, const void *y)
+{
+    if (k->vec_dot_rows[t]) {
+        k->vec_dot_rows[t](n, nr, s, x, row_stride, y);
+        return;
+    }
+    for (int r = 0; r < nr; r++)
+        k->vec_dot[t](n, &s[r], (const uint8_t *)x + (size_t)r * row_stride, y);
 }
 
 /* SPILLWAY_ISA=scalar|avx2|avx512 caps the ISA (for comparisons). */

@@ -74,6 +74,16 @@ typedef void (*quant_from_float_fn)(const float *restrict x, void *restrict y, i
 typedef void (*quant_vec_dot_fn)(int64_t n, float *restrict s, const void *restrict x,
                                  const void *restrict y);
 
+/*
+ * s[r] = dot(row r of x, y) for r < nr: the rows lie row_stride bytes
+ * apart, all against the same y. Each s[r] is bit-identical to vec_dot's
+ * result for that row alone (same integer sums, same float additions in
+ * the same order); the kernels only share y's loads and per-block work
+ * between rows and keep each row's accumulators in registers.
+ */
+typedef void (*quant_vec_dot_rows_fn)(int64_t n, int nr, float *restrict s, const void *restrict x,
+                                      size_t row_stride, const void *restrict y);
+
 typedef struct quant_traits {
     const char *name;          /* "Q4_K" */
     int64_t blck;              /* elements per block */
@@ -99,8 +109,15 @@ typedef enum quant_isa { QUANT_ISA_REF = 0, QUANT_ISA_AVX2, QUANT_ISA_AVX512 } q
 typedef struct quant_kernels {
     quant_isa isa;
     quant_vec_dot_fn vec_dot[QT_COUNT];      /* by weight type */
+    /* by weight type; NULL where there is no multi-row kernel (use
+     * quant_vec_dot_rows, which falls back to vec_dot row by row) */
+    quant_vec_dot_rows_fn vec_dot_rows[QT_COUNT];
     quant_from_float_fn act_quant[QT_COUNT]; /* by activation type: Q8_0, Q8_1, Q8_K */
 } quant_kernels;
+
+/* k's vec_dot_rows[t], or vec_dot[t] once per row where that is NULL. */
+void quant_vec_dot_rows(const quant_kernels *k, quant_type t, int64_t n, int nr, float *s,
+                        const void *x, size_t row_stride, const void *y);
 
 /* Selects kernels for this CPU (idempotent, thread-safe). */
 void quant_init(void);
