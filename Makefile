@@ -2,7 +2,7 @@
 #
 #   make            release build: build/spillway
 #   make test       AddressSanitizer + UBSan build of everything, runs all tests
-#   make bench      matrix-vector throughput vs measured memory bandwidth
+#   make bench      matvec vs memory bandwidth, model tok/s (QUICK=1: smoke run)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make CC=clang   the same with clang; both must stay warning-clean
 
@@ -72,8 +72,11 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(REL)/%.o)
 $(BUILD)/spillway-bench: $(BENCH_OBJ) $(REL_LIB_OBJ)
 	$(CC) $(CFLAGS) $(BASEFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: $(BUILD)/spillway-bench
-	$(BUILD)/spillway-bench --out bench/RESULTS.md
+# bench/run.sh assembles bench/RESULTS.md: spillway-bench's sections and
+# `spillway bench` on generated models; QUICK=1: a smoke run (tiny-moe only)
+# into $(BUILD)/RESULTS-quick.md
+bench: $(BUILD)/spillway-bench $(BUILD)/spillway
+	BUILD=$(BUILD) sh bench/run.sh $(if $(filter-out 0,$(QUICK)),--quick)
 
 # --- fuzzing (clang + libFuzzer) ------------------------------------------
 FUZZ := $(BUILD)/fuzz

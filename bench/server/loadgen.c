@@ -13,7 +13,9 @@
  * table row: requests/s, generated tokens/s, latency and TTFT percentiles,
  * errors. Built by bench/bench_server.sh; plain sockets and pthreads.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -8,14 +8,15 @@
 #define SW_CLI_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_gen(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
-int cmd_logits(int argc, char **argv);
-int cmd_models(int argc, char **argv);
-int cmd_tokenize(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
-int cmd_gen(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "spillway: <msg>" to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

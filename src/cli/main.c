@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPILLWAY_VERSION "0.1.0"
+#include "spillway.h" /* SPILLWAY_VERSION */
 
 struct command {
     const char *name;
@@ -17,14 +17,15 @@ struct command {
 
 static const struct command g_commands[] = {
     {"run", cmd_run, "generate text from a prompt, streamed (--chat applies the chat template)"},
+    {"serve", cmd_serve, "serve a model over HTTP: the OpenAI and Ollama APIs, /metrics"},
     {"bench", cmd_bench, "prompt and decode speed against the memory bandwidth bound"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors (--json, --dump)"},
     {"plan", cmd_plan, "what an expert cache of each size buys here: hit rates, tok/s"},
     {"models", cmd_models, "list the GGUF models on this machine (Ollama, HF cache, LM Studio)"},
     {"logits", cmd_logits, "write a model's logits for given token ids (float32)"},
     {"gen", cmd_gen, "write a GGUF with a real model's layout and random weights"},
-    {"template", cmd_template, "render a conversation through a chat template, exactly"},
     {"tokenize", cmd_tokenize, "print the token ids of a text under a model's tokenizer"},
+    {"template", cmd_template, "render a conversation through a chat template, exactly"},
 };
 
 int cli_fail(const char *fmt, ...)

@@ -18,6 +18,8 @@ fuzz_tokenizer)
         awk -v d="$dir" -v b="$(basename "$f")" \
             '/^__ggml_vocab_test__$/ {n++; next} {print > (d "/" b "." n)}' "$f"
     done ;;
+fuzz_request)
+    cp "$(dirname "$0")"/request/* "$dir"/ ;;
 *)
     echo "seed.sh: no seeds for $target" >&2 ;;
 esac
