@@ -7,6 +7,8 @@
 #ifndef SW_CLI_H
 #define SW_CLI_H
 
+#include "quant/quant.h"
+
 int cmd_inspect(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_models(int argc, char **argv);
@@ -22,5 +24,7 @@ int cmd_serve(int argc, char **argv);
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses "16G", "512MiB", "1.5g", "4096" (bytes); returns -1 if invalid. */
 long long cli_parse_size(const char *s);
+/* Parses a --kv-type value: "f32", "f16" or "q8_0". Returns -1 if invalid. */
+int cli_parse_kv_type(const char *s, quant_type *out);
 
 #endif

@@ -589,14 +589,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
             bad = parse_count(argv[++i], 1, SW_POOL_MAX_THREADS, &a->n_threads);
         } else if (!strcmp(o, "--kv-type") && v) {
             i++;
-            if (!strcmp(v, "f32"))
-                a->kv_type = QT_F32;
-            else if (!strcmp(v, "f16"))
-                a->kv_type = QT_F16;
-            else if (!strcmp(v, "q8_0"))
-                a->kv_type = QT_Q8_0;
-            else
-                bad = 1;
+            bad = cli_parse_kv_type(v, &a->kv_type) != 0;
         } else if (!strcmp(o, "--models-dir") && v) {
             a->dirs[a->n_dirs++] = argv[++i];
         } else if (o[0] != '-' && !a->model) {

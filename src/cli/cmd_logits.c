@@ -161,13 +161,7 @@ int cmd_logits(int argc, char **argv)
             timing = 1;
         } else if (!strcmp(a, "--kv-type") && i + 1 < argc) {
             const char *t = argv[++i];
-            if (!strcmp(t, "f32"))
-                ko.type = QT_F32;
-            else if (!strcmp(t, "f16"))
-                ko.type = QT_F16;
-            else if (!strcmp(t, "q8_0"))
-                ko.type = QT_Q8_0;
-            else {
+            if (cli_parse_kv_type(t, &ko.type)) {
                 cli_fail("logits: --kv-type must be f32, f16 or q8_0, not '%s'", t);
                 return 2;
             }

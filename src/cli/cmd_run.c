@@ -102,19 +102,6 @@ static int parse_seed(const char *s, uint64_t *out)
     return 0;
 }
 
-static int parse_kv_type(const char *s, quant_type *t)
-{
-    if (!strcmp(s, "f32"))
-        *t = QT_F32;
-    else if (!strcmp(s, "f16"))
-        *t = QT_F16;
-    else if (!strcmp(s, "q8_0"))
-        *t = QT_Q8_0;
-    else
-        return -1;
-    return 0;
-}
-
 /* Options taking a number; returns 1 if `a` was one of them, -1 if its
  * value is bad, 0 if `a` is something else. */
 static int parse_numeric(run_args *r, const char *a, const char *v)
@@ -144,7 +131,7 @@ static int parse_numeric(run_args *r, const char *a, const char *v)
     else if (!strcmp(a, "--batch"))
         bad = parse_int(v, 1, 1 << 16, &r->go.n_batch);
     else if (!strcmp(a, "--kv-type"))
-        bad = parse_kv_type(v, &r->ko.type);
+        bad = cli_parse_kv_type(v, &r->ko.type);
     else
         return 0;
     return bad ? -1 : 1;

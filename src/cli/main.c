@@ -63,6 +63,20 @@ long long cli_parse_size(const char *s)
     return (long long)(v * mul);
 }
 
+int cli_parse_kv_type(const char *s, quant_type *out)
+{
+    static const struct {
+        const char *name;
+        quant_type type;
+    } kinds[] = {{"f32", QT_F32}, {"f16", QT_F16}, {"q8_0", QT_Q8_0}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(s, kinds[i].name)) {
+            *out = kinds[i].type;
+            return 0;
+        }
+    return -1;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "spillway %s — run large language models larger than memory\n\n"
