@@ -8,11 +8,16 @@
  * Parity with llama.cpp: every file that has llama.cpp's logits beside it
  * (<file>.lcpp-logits.f32), run as llama.cpp ran it (MODEL_COMPAT_LLAMACPP,
  * F16 KV cache): mean KL(llama.cpp || ours) <= 5e-4 and the same argmax at
- * >= 95% of positions (float32 files: KL <= 1e-6). llama's files go through
- * the real binary, the rest in-process.
+ * >= 95% of positions, every file, no exceptions (float32 files: KL <=
+ * 1e-6). llama's files go through the real binary, the rest in-process.
+ * tinymoe's logits were made with llama.cpp's flash attention on (its
+ * default) and the models/ ones with it off, so tinymoe runs with
+ * MODEL_COMPAT_FLASH_ATTN: that way positions 0-7 (q8_0) and 0-12 (q4_k_m)
+ * match to 2e-6, against position 0 only without it.
  *
  * Also: batched prefill equals token-by-token decode, greedy decoding of
- * tinymoe reproduces llama.cpp's continuation, and bad files fail cleanly.
+ * tinymoe reproduces llama.cpp's continuations exactly in parity mode, and
+ * bad files fail cleanly.
  */
 #include "test.h"
 #include "gguf/gguf.h"
@@ -193,21 +198,21 @@ TEST(model_f32_gptoss) { check_f32("gptoss"); }
 
 /* --- parity: every file against llama.cpp's logits ------------------------ */
 
-/* Fewest positions (fraction) whose argmax must agree with llama.cpp. */
-static double min_agreement(const char *file)
-{
-    /*
-     * Dense q4_k_m files of random weights: positions 0-2 match llama.cpp to
-     * 2e-7, then one activation on a Q8_K rounding boundary rounds the other
-     * way (a last-bit difference in float arithmetic upstream), the change
-     * reaches every later position through the KV cache, and near-tied
-     * argmaxes (margins ~1e-2) flip: 59/64 (qwen2), 60/64 (qwen3). KL stays
-     * under the bound.
-     */
-    if (strstr(file, "qwen2-q4_k_m") || strstr(file, "qwen3-q4_k_m"))
-        return 0.90;
-    return 0.95;
-}
+/*
+ * Fewest positions (fraction) whose argmax must agree with llama.cpp, for
+ * every file. Where an activation lands within a few float ulps of a
+ * rounding boundary of its 8-bit quantization, last-bit differences in
+ * float arithmetic upstream round it the other way (qwen2-q4_k_m, position
+ * 3: the layer-1 attention output sits 1e-6 of a step from a Q8_K
+ * midpoint; rounding it llama.cpp's way makes the position exact), the
+ * change reaches every later position through the KV cache, and near-tied
+ * argmaxes (margins ~1e-2) may flip. RoPE angles built as llama.cpp builds
+ * them (model_ops.c) bring the dense q4_k_m files to 61/64 with the AVX-512
+ * kernels. The float order of the dot-product kernels differs by ISA, and
+ * with it which boundaries flip: with SPILLWAY_ISA=avx2 qwen3-q4_k_m is at
+ * 60/64, with scalar kernels at 59/64 (and qwen2moe-q8_0's KL 7e-4).
+ */
+#define MIN_AGREEMENT 0.95
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -234,8 +239,9 @@ static float *run_binary(const char *gguf, const int32_t *toks, int n, int V, ch
     return rc == 0 ? load_f32(path, (size_t)n * V) : NULL;
 }
 
-/* Compares every <name>.gguf in dir that has <name>.lcpp-logits.f32. */
-static void check_parity(const char *dir, bool via_binary)
+/* Compares every <name>.gguf in dir that has <name>.lcpp-logits.f32, run
+ * with compat (MODEL_COMPAT_*; the binary's --compat llama.cpp). */
+static void check_parity(const char *dir, bool via_binary, unsigned compat)
 {
     int32_t *toks;
     int n = load_tokens(dir, &toks);
@@ -267,7 +273,7 @@ static void check_parity(const char *dir, bool via_binary)
             got = run_binary(gguf, toks, n, V, &out);
             CHECKF(got, "%s: spillway logits failed: %s", names[i], out ? out : "");
         } else {
-            run_opts o = {.compat = MODEL_COMPAT_LLAMACPP, .kv = QT_F16};
+            run_opts o = {.compat = compat, .kv = QT_F16};
             got = run_model(gguf, toks, n, &o, &V, &err);
             CHECKF(got, "%s: %s", names[i], err.msg);
         }
@@ -281,7 +287,7 @@ static void check_parity(const char *dir, bool via_binary)
         bool f32 = strstr(names[i], "-f32") != NULL;
         double kl_max = f32 ? 1e-6 : 5e-4;
         CHECKF(s.kl <= kl_max, "%s: KL %.3e > %.0e", names[i], s.kl, kl_max);
-        CHECKF(s.agree >= min_agreement(names[i]) * n, "%s: argmax agrees at %d of %d positions",
+        CHECKF(s.agree >= MIN_AGREEMENT * n, "%s: argmax agrees at %d of %d positions",
                names[i], s.agree, n);
         free(ref);
         free(got);
@@ -291,20 +297,42 @@ static void check_parity(const char *dir, bool via_binary)
     free(toks);
 }
 
-TEST(model_parity_llama_cli) { check_parity("models/llama", true); }
-TEST(model_parity_qwen2) { check_parity("models/qwen2", false); }
-TEST(model_parity_qwen3) { check_parity("models/qwen3", false); }
-TEST(model_parity_mixtral) { check_parity("models/mixtral", false); }
-TEST(model_parity_qwen2moe) { check_parity("models/qwen2moe", false); }
-TEST(model_parity_qwen3moe) { check_parity("models/qwen3moe", false); }
-TEST(model_parity_gptoss) { check_parity("models/gptoss", false); }
-TEST(model_parity_tinymoe) { check_parity("tinymoe", false); }
+#define LCPP MODEL_COMPAT_LLAMACPP
+#define LCPP_FA (MODEL_COMPAT_LLAMACPP | MODEL_COMPAT_FLASH_ATTN)
+
+TEST(model_parity_llama_cli) { check_parity("models/llama", true, LCPP); }
+TEST(model_parity_qwen2) { check_parity("models/qwen2", false, LCPP); }
+TEST(model_parity_qwen3) { check_parity("models/qwen3", false, LCPP); }
+TEST(model_parity_mixtral) { check_parity("models/mixtral", false, LCPP); }
+TEST(model_parity_qwen2moe) { check_parity("models/qwen2moe", false, LCPP); }
+TEST(model_parity_qwen3moe) { check_parity("models/qwen3moe", false, LCPP); }
+TEST(model_parity_gptoss) { check_parity("models/gptoss", false, LCPP); }
+TEST(model_parity_tinymoe) { check_parity("tinymoe", false, LCPP_FA); }
+
+/* Flash-attention parity is a variant of llama.cpp parity, not a mode of
+ * its own; unknown flags are refused too. */
+TEST(model_compat_flags_checked)
+{
+    sw_err err = {0};
+    store *st = NULL;
+    model *m = NULL;
+    CHECKF(!store_open(test_fixture("models/qwen3/qwen3-q8_0.gguf"), &st, &err), "%s", err.msg);
+    model_opts fa_only = {.compat = MODEL_COMPAT_FLASH_ATTN}, junk = {.compat = 0x80};
+    CHECK_EQ(model_load(st, &fa_only, &m, &err), SW_EINVAL);
+    CHECK_HAS(err.msg, "compat");
+    CHECK(m == NULL);
+    CHECK_EQ(model_load(st, &junk, &m, &err), SW_EINVAL);
+    model_opts ok = {.compat = LCPP_FA};
+    CHECKF(!model_load(st, &ok, &m, &err), "%s", err.msg);
+    model_free(m);
+    store_close(st);
+}
 
 /* --- batching, threads, decoding ------------------------------------------- */
 
 /* The same logits, bit for bit, whether the tokens go in at once, one at a
  * time, or in uneven chunks, on one thread or two. */
-static void check_batching(const char *dir, const char *file, quant_type kv)
+static void check_batching_as(const char *dir, const char *file, quant_type kv, unsigned compat)
 {
     int32_t *toks;
     int n = load_tokens(dir, &toks), V;
@@ -312,12 +340,12 @@ static void check_batching(const char *dir, const char *file, quant_type kv)
     char rel[256];
     snprintf(rel, sizeof rel, "%s/%s", dir, file);
     sw_err err = {0};
-    run_opts all = {.threads = 2, .kv = kv};
+    run_opts all = {.threads = 2, .kv = kv, .compat = compat};
     float *ref = run_model(test_fixture(rel), toks, n, &all, &V, &err);
     CHECKF(ref, "%s: %s", rel, err.msg);
-    run_opts variants[] = {{.n_batch = 1, .threads = 2, .kv = kv},
-                           {.n_batch = 7, .threads = 1, .kv = kv},
-                           {.n_batch = 30, .threads = 2, .kv = kv}};
+    run_opts variants[] = {{.n_batch = 1, .threads = 2, .kv = kv, .compat = compat},
+                           {.n_batch = 7, .threads = 1, .kv = kv, .compat = compat},
+                           {.n_batch = 30, .threads = 2, .kv = kv, .compat = compat}};
     /* bit for bit: every query and every expert computes the same whatever
      * the batch or the threads (model.h) */
     for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
@@ -334,6 +362,11 @@ static void check_batching(const char *dir, const char *file, quant_type kv)
     free(toks);
 }
 
+static void check_batching(const char *dir, const char *file, quant_type kv)
+{
+    check_batching_as(dir, file, kv, 0);
+}
+
 TEST(model_batching_llama) { check_batching("models/llama", "llama-q4_k_m.gguf", QT_F32); }
 TEST(model_batching_qwen3moe)
 {
@@ -346,16 +379,28 @@ TEST(model_batching_gptoss)
     check_batching("models/gptoss", "gptoss-q8_0.gguf", QT_Q8_0);
 }
 
+/* The parity modes too: llama.cpp's RoPE table, flash attention. */
+TEST(model_batching_parity)
+{
+    check_batching_as("models/gptoss", "gptoss-q8_0.gguf", QT_F16, MODEL_COMPAT_LLAMACPP);
+    check_batching_as("tinymoe", "tinymoe-q8_0.gguf", QT_F16,
+                      MODEL_COMPAT_LLAMACPP | MODEL_COMPAT_FLASH_ATTN);
+    check_batching_as("models/gptoss", "gptoss-f32.gguf", QT_F32,
+                      MODEL_COMPAT_LLAMACPP | MODEL_COMPAT_FLASH_ATTN);
+}
+
 /*
  * Greedy decoding, one token at a time after the prompt (BOS added), must
- * produce expect, the text llama.cpp produced (fixtures/README.md). Where
- * our choice differs from llama.cpp's, the two candidates must be a near
- * tie (logits within NEAR_TIE) and it may happen once per text; decoding
- * then goes on with llama.cpp's token, so the rest is still checked.
+ * produce expect, the text llama.cpp produced (fixtures/README.md).
+ * compat 0 is the default mode (F32 KV cache): where our choice differs
+ * from llama.cpp's, the two candidates must be a near tie (logits within
+ * NEAR_TIE) and it may happen once per text; decoding then goes on with
+ * llama.cpp's token, so the rest is still checked. In a parity mode (F16
+ * KV cache, as llama.cpp ran) every token must be llama.cpp's.
  */
 #define NEAR_TIE 0.05f
 
-static void check_greedy(const char *rel, const char *prompt, const char *expect)
+static void check_greedy(const char *rel, const char *prompt, const char *expect, unsigned compat)
 {
     sw_err err = {0};
     store *st = NULL;
@@ -368,14 +413,15 @@ static void check_greedy(const char *rel, const char *prompt, const char *expect
     char full[1024];
     snprintf(full, sizeof full, "%s%s", prompt, expect);
     CHECKF(!store_open(test_fixture(rel), &st, &err), "%s", err.msg);
-    CHECKF(!model_load(st, NULL, &m, &err), "%s", err.msg);
+    model_opts mo = {.compat = compat};
+    CHECKF(!model_load(st, &mo, &m, &err), "%s", err.msg);
     CHECKF(!tok_load(store_gguf(st), &tok, &err), "%s", err.msg);
     CHECKF(!tok_encode(tok, prompt, strlen(prompt), TOK_ADD_BOS, &ids, &n_ids, &err), "%s",
            err.msg);
     CHECKF(!tok_encode(tok, full, strlen(full), TOK_ADD_BOS, &want, &n_want, &err), "%s",
            err.msg);
     CHECK(n_want > n_ids && !memcmp(ids, want, n_ids * sizeof *ids));
-    kv_cache_opts ko = {.n_ctx = (int)n_want};
+    kv_cache_opts ko = {.n_ctx = (int)n_want, .type = compat ? QT_F16 : QT_F32};
     CHECKF(!kv_cache_new(m, &ko, &kv, &err), "%s", err.msg);
     CHECKF(!model_state_new(m, NULL, &s, &err), "%s", err.msg);
     float logits[512];
@@ -388,7 +434,7 @@ static void check_greedy(const char *rel, const char *prompt, const char *expect
             float gap = logits[got] - logits[w];
             fprintf(stderr, "[token %zu: near tie, %d vs llama.cpp's %d by %.3f] ", p - n_ids, got,
                     w, gap);
-            CHECKF(gap < NEAR_TIE && ++ties <= 1,
+            CHECKF(!compat && gap < NEAR_TIE && ++ties <= 1,
                    "%s: \"%s\": token %zu is %d, llama.cpp chose %d (logit gap %.3f)", rel,
                    prompt, p - n_ids, got, w, gap);
         }
@@ -409,24 +455,30 @@ TEST(model_greedy_stories260k)
 {
     check_greedy("stories260K/stories260K.gguf", "Once upon a time",
                  ", there was a little girl named Lily. She loved to play outside in the park. "
-                 "One day, she saw a big, red ball. She wanted to play with it,");
+                 "One day, she saw a big, red ball. She wanted to play with it,", 0);
     check_greedy("stories260K/stories260K.gguf", "Lily and Ben went to the park",
                  ". They saw a big box with a big box. They wanted to play with it. They wanted "
-                 "to play with the box. They wanted to play with");
+                 "to play with the box. They wanted to play with", 0);
 }
 
-TEST(model_greedy_tinymoe)
+/* tinymoe's continuations (fixtures/README.md), by default and, token for
+ * token, as llama.cpp ran (flash attention on: see the parity tests). The
+ * default mode picks " we" over "," after "Tom and his dog" by 0.008. */
+static void check_greedy_tinymoe(unsigned compat)
 {
     check_greedy("tinymoe/tinymoe-q8_0.gguf", "Once upon a time, there was a little",
                  " girl named Lily. She loved to play outside in the park. One day, she saw a "
-                 "big, red ball. She wanted to play with it, but she did");
+                 "big, red ball. She wanted to play with it, but she did", compat);
     check_greedy("tinymoe/tinymoe-q8_0.gguf", "Tom and his dog",
                  ", Spot, went to the park. They saw a big tree with a big tree. The tree was "
-                 "very small and cold. Tom");
+                 "very small and cold. Tom", compat);
     check_greedy("tinymoe/tinymoe-q4_k_m.gguf", "Once upon a time, there was a little",
                  " girl named Lily. She loved to play outside in the park. One day, she saw a "
-                 "big, red ball. She wanted to play with it, but it was");
+                 "big, red ball. She wanted to play with it, but it was", compat);
 }
+
+TEST(model_greedy_tinymoe) { check_greedy_tinymoe(0); }
+TEST(model_greedy_tinymoe_parity) { check_greedy_tinymoe(LCPP_FA); }
 
 /* Decoding to the end of the context is refused cleanly. */
 TEST(model_context_full)

@@ -35,8 +35,10 @@ static const char *usage_text =
     "  --kv-type T     KV cache type: f32 (default), f16 or q8_0\n"
     "  --ctx N         KV cache positions (default: as many as needed)\n"
     "  --compat llama.cpp  follow llama.cpp where it knowingly differs from the\n"
-    "                  reference (YaRN rounding, F16/BF16 activations), to compare\n"
-    "                  with llama.cpp's logits (use with --kv-type f16)\n"
+    "                  reference (YaRN rounding, F16/BF16 activations, float RoPE\n"
+    "                  angles), to compare with llama.cpp's logits (use with\n"
+    "                  --kv-type f16); llama.cpp-fa: as llama.cpp with flash\n"
+    "                  attention on (its default)\n"
     "  --time          report tokens per second on standard error\n"
     "  --decode N      after the tokens, decode N more greedily, one at a time,\n"
     "                  and report their rate (implies --time; not written)\n"
@@ -167,11 +169,14 @@ int cmd_logits(int argc, char **argv)
             }
         } else if (!strcmp(a, "--compat") && i + 1 < argc) {
             const char *c = argv[++i];
-            if (strcmp(c, "llama.cpp")) {
-                cli_fail("logits: --compat knows only 'llama.cpp', not '%s'", c);
+            if (strcmp(c, "llama.cpp") && strcmp(c, "llama.cpp-fa")) {
+                cli_fail("logits: --compat knows only 'llama.cpp' and 'llama.cpp-fa', not '%s'",
+                         c);
                 return 2;
             }
             mo.compat = MODEL_COMPAT_LLAMACPP;
+            if (!strcmp(c, "llama.cpp-fa"))
+                mo.compat |= MODEL_COMPAT_FLASH_ATTN;
         } else if (a[0] != '-' && !path) {
             path = a;
         } else {

@@ -80,13 +80,26 @@ typedef struct model_info {
  *   - YaRN's correction range rounded to whole dimensions (gpt-oss's
  *     reference does not round);
  *   - activations rounded to F16 / BF16 before products with F16 / BF16
- *     weights (llama.cpp's activation types for them).
+ *     weights (llama.cpp's activation types for them);
+ *   - RoPE angles as llama.cpp builds them, in float: pos * s^i by one
+ *     multiplication per pair, cosf / sinf (the reference uses double).
  * Together with an F16 KV cache (llama.cpp's default) this reproduces
- * llama.cpp's logits on float32 files to ~1e-9 KL. Quantized files still
- * differ a little: where an activation sits on a rounding boundary of its
- * 8-bit quantization, last-bit differences in float arithmetic flip it.
+ * llama.cpp's logits on float32 files to ~1e-9 KL, as llama.cpp computes
+ * them without flash attention. Quantized files still differ a little:
+ * where an activation sits on a rounding boundary of its 8-bit
+ * quantization, last-bit differences in float arithmetic flip it. (The
+ * 8-bit activation quantizers are the reference ones in every mode: on the
+ * fixtures they reproduce llama.cpp's, e.g. llama-q4_0 matches at all 64
+ * positions to 1e-13 KL, while x86 ggml's SIMD variant, 127 / amax and
+ * round-half-even, flips 28 of them.)
+ *
+ * MODEL_COMPAT_FLASH_ATTN (only with MODEL_COMPAT_LLAMACPP) follows
+ * llama.cpp's CPU flash-attention kernel instead (its default setting):
+ * with an F16 cache the query is rounded to F16 and the weighted sum of
+ * values is accumulated in F16 (model_attn_fa.c). A Q8_0 cache keeps the
+ * ordinary attention.
  */
-enum { MODEL_COMPAT_LLAMACPP = 1 };
+enum { MODEL_COMPAT_LLAMACPP = 1, MODEL_COMPAT_FLASH_ATTN = 2 };
 
 typedef struct model_opts {
     unsigned compat; /* MODEL_COMPAT_* */

@@ -265,6 +265,8 @@ int attn_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err)
     kv_cache *kv = s->kv;
     int H = c->n_head_kv, threads = sw_pool_size(pool);
     kv_cache_store(kv, layer, kv->pos, n, s->k, s->v);
+    if ((s->m->compat & MODEL_COMPAT_FLASH_ATTN) && kv_cache_type(kv) != QT_Q8_0)
+        return attn_fa_layer(s, pool, layer, n, err); /* model_attn_fa.c */
     const layer_weights *L = &s->m->w.layers[layer];
     struct attn_job j = {s, kv, L, layer, n, kv->pos, (n + ATT_TILE - 1) / ATT_TILE,
                          (kv->pos + n - 1) / ATT_SEG + 1, window_lo(c, L, kv->pos) / ATT_SEG,

@@ -233,6 +233,9 @@ size_t attn_part_floats(const model_config *c, int n_ctx);
 /* Self-attention of one layer for s->q/k/v of n tokens at the cache's
  * position: stores K/V in s->kv, writes s->att. */
 int attn_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err);
+/* model_attn_fa.c: the same (K/V already stored) as llama.cpp's CPU flash
+ * attention computes it, for MODEL_COMPAT_FLASH_ATTN with an F16/F32 cache. */
+int attn_fa_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err);
 
 /* --- model_ffn.c ---------------------------------------------------------- */
 

@@ -425,6 +425,13 @@ int model_load(store *st, const model_opts *opts, model **out, sw_err *err)
         return sw_errf(err, SW_ENOMEM, "model: out of memory");
     m->st = st;
     m->compat = opts ? opts->compat : 0;
+    if ((m->compat & ~(unsigned)(MODEL_COMPAT_LLAMACPP | MODEL_COMPAT_FLASH_ATTN)) ||
+        (m->compat & MODEL_COMPAT_FLASH_ATTN && !(m->compat & MODEL_COMPAT_LLAMACPP))) {
+        unsigned bad = m->compat;
+        free(m);
+        return sw_errf(err, SW_EINVAL, "model: bad compat flags %#x (flash attention parity "
+                       "goes with llama.cpp parity)", bad);
+    }
     int rc = load_config(store_gguf(st), &m->cfg, err);
     if (!rc)
         rc = bind_model(m, err);

@@ -128,8 +128,59 @@ int ops_rope_init(model *m, sw_err *err)
     return 0;
 }
 
+/* YaRN's correction dimension as llama.cpp computes it, in float. */
+static float yarn_corr_dim_f(int n_rot, int n_ctx_orig, float n_rotations, float base)
+{
+    return n_rot * logf(n_ctx_orig / (n_rotations * 2 * (float)M_PI)) / (2 * logf(base));
+}
+
+/*
+ * MODEL_COMPAT_LLAMACPP: the table as llama.cpp builds it, all in float.
+ * Pair i's angle is pos * s^i with s = base^(-2/n_rot), accumulated by one
+ * float multiplication per pair (theta *= s), divided by the frequency
+ * factor; YaRN mixes the interpolated angle fs * theta and theta with the
+ * ramp over the floor/ceil'd correction range (the mix contracted to one
+ * FMA, as compilers build it); cos and sin are cosf / sinf of the float
+ * angle times the magnitude scale. The reference table (double angles)
+ * differs by up to ~1e-6 rad at position 63, which is enough to move
+ * activations across 8-bit rounding boundaries.
+ */
+static void rope_table_lcpp(const model *m, int pos, float *cs)
+{
+    const model_config *c = &m->cfg;
+    const float *ff = m->w.rope_freqs.data;
+    int half = c->n_rot / 2;
+    float base = (float)c->rope_base, fs = (float)c->rope_freq_scale;
+    float theta_scale = powf(base, -2.0f / (float)c->n_rot), theta = (float)pos;
+    float ext = c->rope_scaling == ROPE_SCALING_YARN ? (float)c->yarn_ext_factor : 0.0f;
+    float mscale = c->rope_scaling == ROPE_SCALING_YARN ? (float)c->yarn_attn_factor : 1.0f;
+    float low = 0, high = 0;
+    if (ext != 0.0f) {
+        low = floorf(yarn_corr_dim_f(c->n_rot, c->yarn_orig_ctx, (float)c->yarn_beta_fast, base));
+        high = ceilf(yarn_corr_dim_f(c->n_rot, c->yarn_orig_ctx, (float)c->yarn_beta_slow, base));
+        low = low > 0 ? low : 0;
+        high = high < c->n_rot - 1 ? high : (float)(c->n_rot - 1);
+        mscale *= 1.0f + 0.1f * logf(1.0f / fs);
+    }
+    for (int i = 0; i < half; i++) {
+        float extrap = ff ? theta / ff[i] : theta, t = fs * extrap;
+        if (ext != 0.0f) {
+            float y = ((float)i - low) / (high - low > 0.001f ? high - low : 0.001f);
+            float mix = (1 - (y < 0 ? 0 : y > 1 ? 1 : y)) * ext;
+            t = fmaf(t, 1 - mix, extrap * mix);
+        }
+        cs[2 * i] = cosf(t) * mscale;
+        cs[2 * i + 1] = sinf(t) * mscale;
+        theta *= theta_scale;
+    }
+}
+
 void ops_rope_table(const model *m, int pos, float *cs)
 {
+    if (m->compat & MODEL_COMPAT_LLAMACPP) {
+        rope_table_lcpp(m, pos, cs);
+        return;
+    }
     int half = m->cfg.n_rot / 2;
     for (int i = 0; i < half; i++) {
         double a = pos * m->rope_freq[i];
@@ -147,8 +198,10 @@ void ops_rope_apply(float *x, const float *cs, int n_rot, rope_pairing pairing)
         float c = cs[2 * i], s = cs[2 * i + 1];
         float *a = x + i * step, *b = a + other;
         float x0 = *a, x1 = *b;
-        *a = x0 * c - x1 * s;
-        *b = x0 * s + x1 * c;
+        /* one rounding less than x0 c - x1 s, and what llama.cpp's compilers
+         * make of it (the first product fused) */
+        *a = fmaf(x0, c, -(x1 * s));
+        *b = fmaf(x0, s, x1 * c);
     }
 }
 
