@@ -424,6 +424,39 @@ TEST(pressure_policy_cgroup_limit)
     CHECK(d.room == 4 * GIB - 256 * MIB - GIB);
 }
 
+TEST(pressure_policy_small_cgroup)
+{
+    /* A 320 MiB cgroup: the margin is 1/8 of it (not 256 MiB, which would
+     * leave no room at all) and the dead band at most a quarter of that. */
+    pressure_policy p;
+    pressure_policy_default(&p);
+    CHECK(pressure_cg_margin(&p, 320 * MIB) == 40 * MIB);
+    CHECK(pressure_cg_margin(&p, 8 * GIB) == (int64_t)(0.05 * (double)(8 * GIB)));
+    CHECK(pressure_cg_margin(&p, 4 * GIB) == 256 * MIB);
+    pressure_state st = {0};
+    pressure_snapshot s = calm(20 * GIB);
+    s.cgroup = 1;
+    s.cg_limit = 320 * MIB;
+    s.cg_usage = 200 * MIB; /* 100 MiB of it the cache */
+    s.cg_inactive_file = 0;
+    pressure_input in = {.budget = 100 * MIB, .cache_bytes = 100 * MIB,
+                         .other_bytes = PRESSURE_UNKNOWN};
+    pressure_decision d = pressure_target(&p, &s, &in, &st);
+    CHECK(d.room == 320 * MIB - 40 * MIB - 100 * MIB);
+    CHECK(d.reason == PRESSURE_GROW && d.target > in.budget && d.target <= d.room);
+    /* the cache at 180 MiB, then something else takes 15 MiB: 15 over the
+     * room is past the 10 MiB dead band, so the cache shrinks at once */
+    in.budget = in.cache_bytes = 180 * MIB;
+    s.cg_usage = 100 * MIB + 180 * MIB + 15 * MIB;
+    s.time_ns += 10 * SEC;
+    d = pressure_target(&p, &s, &in, &st);
+    CHECK(d.reason == PRESSURE_SHRINK_ROOM && d.target == 165 * MIB);
+    /* 8 MiB over: within the dead band, and still 32 MiB under the limit */
+    s.cg_usage = 100 * MIB + 180 * MIB + 8 * MIB;
+    d = pressure_target(&p, &s, &in, &st);
+    CHECK(d.reason == PRESSURE_HOLD && d.target == 180 * MIB);
+}
+
 TEST(pressure_policy_events)
 {
     pressure_policy p;
@@ -541,6 +574,55 @@ TEST(pressure_watcher_follows_a_fake_machine)
     CHECK(wait_for(&w, PRESSURE_SHRINK_ROOM, 0) == 0);
     pressure_watch_stop(m);
     pressure_watch_stop(m); /* twice is fine */
+    pressure_close(m);
+}
+
+struct sampled {
+    pthread_mutex_t mu;
+    int samples;
+    int64_t target;
+};
+
+static void on_sample(void *ctx, const pressure_decision *d, const pressure_snapshot *s)
+{
+    struct sampled *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->samples++;
+    w->target = d->target;
+    pthread_mutex_unlock(&w->mu);
+}
+
+TEST(pressure_watcher_fixed_reports_only)
+{
+    /* A fixed budget watched for a timeline: every sample is reported, the
+     * budget never moves however little memory is left. */
+    const char *t = test_tmpdir();
+    fake_proc(t);
+    char proc[1024];
+    snprintf(proc, sizeof proc, "%s/proc", t);
+    put(proc, "meminfo", "MemTotal: 24684092 kB\nMemAvailable: 1000 kB\n");
+    pressure_mon *m = open_fake(t, "nocgroup");
+    CHECK(m != NULL);
+    struct sampled w = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    pressure_watch_opts o = {.budget = GIB, .interval_ms = 5, .on_sample = on_sample, .ctx = &w,
+                             .fixed = 1};
+    pressure_policy_default(&o.policy);
+    sw_err e = {0};
+    CHECK(pressure_watch_start(m, &o, &e) == 0);
+    int n = 0, moved = 0;
+    for (int i = 0; i < 4000 && n < 10; i++) {
+        usleep(5000);
+        pthread_mutex_lock(&w.mu);
+        n = w.samples;
+        moved |= n > 0 && w.target != GIB;
+        pthread_mutex_unlock(&w.mu);
+    }
+    pressure_watch_stop(m);
+    CHECK(n >= 10);
+    CHECK(!moved && w.target == GIB);
+    /* without fixed, on_change is required */
+    o.fixed = 0;
+    CHECK(pressure_watch_start(m, &o, &e) == SW_EINVAL);
     pressure_close(m);
 }
 

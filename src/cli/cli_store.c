@@ -4,10 +4,26 @@
 #include "cli/cli_store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
+#include "store/pressure.h"
+
+#define TIMELINE_MS 250
+
+/* --timeline: one per process, written on store watcher threads (one per
+ * open streaming store). */
+static struct timeline {
+    pthread_mutex_t mu;
+    FILE *f;
+    uint64_t t0_ns, last_ns;
+    uint64_t last_steps;
+    int64_t last_budget;
+    bool started;
+} g_tl = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 store_opts cli_store_defaults(void)
 {
@@ -21,8 +37,91 @@ static int bad(const char *cmd, const char *a, const char *v)
     return -1;
 }
 
+/* A count, or null when unknown (or no limit). */
+static void put_count(FILE *f, const char *key, int64_t v)
+{
+    if (pressure_known(v) && v != PRESSURE_UNLIMITED)
+        fprintf(f, ",\"%s\":%lld", key, (long long)v);
+    else
+        fprintf(f, ",\"%s\":null", key);
+}
+
+static void put_pct(FILE *f, const char *key, double v)
+{
+    if (v >= 0)
+        fprintf(f, ",\"%s\":%.2f", key, v);
+    else
+        fprintf(f, ",\"%s\":null", key);
+}
+
+static void timeline_line(struct timeline *tl, const store_sample *x)
+{
+    const pressure_snapshot *s = x->mem;
+    uint64_t now = s->time_ns;
+    if (!tl->started) {
+        tl->t0_ns = tl->last_ns = now;
+        tl->last_steps = x->steps;
+    } else if (x->budget == tl->last_budget &&
+               now - tl->last_ns < (uint64_t)TIMELINE_MS * 900000u) {
+        return; /* an extra sample while the budget fell: keep the pace */
+    }
+    double dt = (double)(now - tl->last_ns) * 1e-9;
+    double tok_s = dt > 0 ? (double)(x->steps - tl->last_steps) / dt : 0;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    FILE *f = tl->f;
+    fprintf(f, "{\"t\":%.3f,\"unix\":%.3f", (double)(now - tl->t0_ns) * 1e-9,
+            (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9);
+    put_count(f, "budget", x->budget);
+    put_count(f, "room", x->room);
+    put_count(f, "cache", x->cache_bytes);
+    put_count(f, "rss", s->rss);
+    put_count(f, "cg_usage", s->cg_usage);
+    put_count(f, "cg_limit", s->cg_limit);
+    put_count(f, "cg_failcnt", s->cg_max_events);
+    put_count(f, "cg_oom_kill", s->cg_oom_kill);
+    put_count(f, "mem_available", s->mem_available);
+    put_pct(f, "psi_some10", s->cg_some.avg10 > s->some.avg10 ? s->cg_some.avg10 : s->some.avg10);
+    put_pct(f, "psi_full10", s->cg_full.avg10 > s->full.avg10 ? s->cg_full.avg10 : s->full.avg10);
+    fprintf(f, ",\"steps\":%llu,\"tok_s\":%.1f,\"reason\":\"%s\"}\n",
+            (unsigned long long)x->steps, tok_s, x->reason);
+    fflush(f);
+    tl->started = true;
+    tl->last_ns = now;
+    tl->last_steps = x->steps;
+    tl->last_budget = x->budget;
+}
+
+static void timeline_sample(void *ctx, const store_sample *x)
+{
+    struct timeline *tl = ctx;
+    pthread_mutex_lock(&tl->mu);
+    timeline_line(tl, x);
+    pthread_mutex_unlock(&tl->mu);
+}
+
+/* --timeline FILE: opened now, closed at exit. */
+static int timeline_open(store_opts *o, const char *cmd, const char *path)
+{
+    if (g_tl.f) {
+        fprintf(stderr, "spillway %s: --timeline given twice\n", cmd);
+        return -1;
+    }
+    g_tl.f = fopen(path, "we");
+    if (!g_tl.f) {
+        fprintf(stderr, "spillway %s: cannot write %s: %s\n", cmd, path, strerror(errno));
+        return -1;
+    }
+    o->on_sample = timeline_sample;
+    o->sample_ctx = &g_tl;
+    o->sample_ms = TIMELINE_MS;
+    return 2;
+}
+
 int cli_store_arg(store_opts *o, const char *cmd, const char *a, const char *v)
 {
+    if (!strcmp(a, "--timeline"))
+        return v ? timeline_open(o, cmd, v) : bad(cmd, a, v);
     if (!strcmp(a, "--mmap") || !strcmp(a, "--resident") || !strcmp(a, "--stream")) {
         o->mode = a[2] == 'm' ? STORE_MMAP : a[2] == 'r' ? STORE_RESIDENT : STORE_STREAM;
         return 1;

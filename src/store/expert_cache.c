@@ -188,16 +188,23 @@ static void evict_for_resize(void *ctx, policy_key k)
     drop_slot(ctx, k, true);
 }
 
-/* Applies a budget the pressure watcher chose since the last plan. */
-static void apply_budget(xcache *c)
+/* Applies a budget the pressure watcher chose since the last plan (a
+ * shrink gives the freed slots back to the kernel); counts steps (a plan
+ * of a layer not above the last planned one begins a step) and publishes
+ * the cache's use for the watcher's reports. */
+static void apply_budget(xcache *c, int layer)
 {
+    if (layer <= c->plan_layer)
+        atomic_fetch_add(&c->steps, 1);
+    c->plan_layer = layer;
     int64_t b = atomic_load(&c->budget_next);
-    if (b == c->budget)
-        return;
-    c->budget = b;
-    int64_t cap = xcache_capacity_for(c, b);
-    if (cap != c->capacity && policy_resize(c->pol, (size_t)cap, evict_for_resize, c) >= 0)
-        c->capacity = cap;
+    if (b != c->budget) {
+        c->budget = b;
+        int64_t cap = xcache_capacity_for(c, b);
+        if (cap != c->capacity && policy_resize(c->pol, (size_t)cap, evict_for_resize, c) >= 0)
+            c->capacity = cap;
+    }
+    atomic_store(&c->used_bytes, (int64_t)policy_count(c->pol) * (int64_t)c->slot_bytes);
 }
 
 /* --- prediction ----------------------------------------------------------- */
@@ -361,7 +368,7 @@ int xcache_plan(xcache *c, int layer, const int *experts, int n, sw_err *err)
         if (experts[i] < 0 || experts[i] >= L->n_expert || (i && experts[i] <= experts[i - 1]))
             return sw_errf(err, SW_EINVAL, "store: layer %d: plan is not ascending experts < %d",
                            layer, L->n_expert);
-    apply_budget(c);
+    apply_budget(c, layer);
     drop_reservations(c);
     policy_layer_begin(c->pol, layer);
     predict_learn(L, experts, n);

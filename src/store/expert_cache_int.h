@@ -84,6 +84,12 @@ struct xcache {
     _Atomic int reason;          /* pressure_reason of the last decision; -1 fixed */
     pressure_mon *mon;
     bool watching;
+    /* for the watcher's reports (store_opts.on_sample) */
+    void (*on_sample)(void *ctx, const store_sample *s);
+    void *sample_ctx;
+    int plan_layer;              /* the layer planned last; a lower one begins a step */
+    _Atomic uint64_t steps;      /* forward steps begun */
+    _Atomic int64_t used_bytes;  /* bytes of slots holding entries, at the last plan */
 
     /* counters (the reader keeps bytes, reads and latencies) */
     uint64_t requests, hits, misses, evictions;

@@ -17,19 +17,24 @@
  *                       size + the policy's small memory -> the new budget
  *                       and why. Unit-tested with synthetic snapshots.
  *   pressure_watch_*()  optional background thread that samples when a PSI
- *                       trigger fires (poll POLLPRI) or every interval_ms,
- *                       runs the policy and calls back when the budget
- *                       changes.
+ *                       trigger fires (poll POLLPRI), when a v1 cgroup's
+ *                       usage rises a step above the last sample (an
+ *                       eventfd armed through cgroup.event_control) or
+ *                       every interval_ms, runs the policy and calls back
+ *                       when the budget changes, and after every sample
+ *                       (a timeline of the budget and the counters).
  *
  * The policy: keep MemAvailable above a headroom (max(10% of RAM, 1 GiB));
  * keep the cgroup's charge below its limit (the lower of memory.max and
- * memory.high) minus a margin, counting the inactive page cache charged to
- * it as reclaimable; shrink at once when memory is over those lines, by a
+ * memory.high) minus a margin (max(5% of the limit, min(256 MiB, 1/8 of
+ * it)): a small cgroup keeps a small margin), counting the inactive page
+ * cache charged to it as reclaimable; shrink at once when memory is over those lines, by a
  * step of the budget per sample while PSI says tasks stall or the cgroup
  * hit its limit; grow only after pressure has been gone for calm_ns, at
  * most every grow_every_ns and by a fraction of the room, so the budget
  * approaches the room from below instead of oscillating around it; ignore
- * changes smaller than a dead band.
+ * changes smaller than a dead band (under a cgroup limit, at most a quarter
+ * of the margin, so that what the dead band lets pass leaves most of it).
  *
  * Where files are: paths->proc (default /proc) and paths->cgroup (default
  * /sys/fs/cgroup). The cgroup directories come from <proc>/self/cgroup and
@@ -114,7 +119,7 @@ typedef struct pressure_policy {
     double headroom_frac;   /* keep MemAvailable >= max(headroom_frac * MemTotal, */
     int64_t headroom_min;   /*                          headroom_min) */
     double cg_margin_frac;  /* keep the cgroup's charge <= limit - max(frac * limit, */
-    int64_t cg_margin_min;  /*                                          margin_min) */
+    int64_t cg_margin_min;  /*                  min(margin_min, limit / 8)) */
     double psi_high;        /* PSI some avg10 (%) at which the budget shrinks */
     double psi_calm;        /* ... below which it may grow again */
     double shrink_step;     /* share of the budget given up per sample under pressure */
@@ -164,6 +169,9 @@ typedef struct pressure_decision {
 pressure_decision pressure_target(const pressure_policy *p, const pressure_snapshot *s,
                                   const pressure_input *in, pressure_state *st);
 const char *pressure_reason_name(pressure_reason r);
+/* The margin the policy keeps below a cgroup limit (limit known, not
+ * PRESSURE_UNLIMITED). */
+int64_t pressure_cg_margin(const pressure_policy *p, int64_t limit);
 
 /* ---- the watcher -------------------------------------------------------- */
 
@@ -177,12 +185,20 @@ typedef struct pressure_watch_opts {
     void (*usage)(void *ctx, pressure_input *in);
     /* The budget changed. Runs on the watcher's thread. */
     void (*on_change)(void *ctx, const pressure_decision *d, const pressure_snapshot *s);
+    /* After every sample, the budget changed or not (d: the policy's
+     * decision, target the budget now). NULL: none. Runs on the watcher's
+     * thread, after on_change. */
+    void (*on_sample)(void *ctx, const pressure_decision *d, const pressure_snapshot *s);
     void *ctx;
+    /* Sample and report only: the budget stays (a fixed budget watched for
+     * a timeline); on_change may then be NULL. */
+    int fixed;
 } pressure_watch_opts;
 
 int pressure_watch_start(pressure_mon *m, const pressure_watch_opts *o, sw_err *err);
 void pressure_watch_stop(pressure_mon *m);
-/* PSI triggers the watcher armed (0: it samples on its timer only). */
+/* PSI triggers and cgroup thresholds the watcher armed (0: it samples on
+ * its timer only). */
 int pressure_watch_triggers(const pressure_mon *m);
 
 #endif

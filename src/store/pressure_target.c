@@ -15,6 +15,9 @@
  *                      grow_step of the room left, at most every
  *                      grow_every_ns, if that is worth a dead band.
  *
+ * Under a cgroup limit the dead band is at most a quarter of the margin
+ * kept below it: a budget the dead band lets stand over the room leaves
+ * most of the margin for someone else's next allocation.
  * Between psi_calm and psi_high the budget holds. Without any counter
  * known the budget holds too (PRESSURE_BLIND): never grow on no evidence.
  */
@@ -90,21 +93,27 @@ static int64_t room_machine(const pressure_policy *p, const pressure_snapshot *s
     return PRESSURE_UNLIMITED;
 }
 
+int64_t pressure_cg_margin(const pressure_policy *p, int64_t limit)
+{
+    return max64(share(p->cg_margin_frac, limit), min64(p->cg_margin_min, limit / 8));
+}
+
 /* What the cgroup leaves the cache: the lower of its limits, less a margin
- * and less what else is charged to it (inactive page cache counts as
- * reclaimable: the kernel takes it back before it reclaims anything of
- * ours). */
+ * (*margin; 0 without a limit) and less what else is charged to it
+ * (inactive page cache counts as reclaimable: the kernel takes it back
+ * before it reclaims anything of ours). */
 static int64_t room_cgroup(const pressure_policy *p, const pressure_snapshot *s, int64_t cache,
-                           int64_t other)
+                           int64_t other, int64_t *margin)
 {
     int64_t lim = PRESSURE_UNLIMITED;
+    *margin = 0;
     if (pressure_known(s->cg_limit))
         lim = s->cg_limit;
     if (pressure_known(s->cg_high))
         lim = min64(lim, s->cg_high);
     if (lim == PRESSURE_UNLIMITED)
         return PRESSURE_UNLIMITED;
-    int64_t margin = max64(p->cg_margin_min, share(p->cg_margin_frac, lim));
+    *margin = pressure_cg_margin(p, lim);
     int64_t charged = 0;
     if (pressure_known(s->cg_usage)) {
         int64_t reclaimable = pressure_known(s->cg_inactive_file) ? s->cg_inactive_file : 0;
@@ -112,7 +121,7 @@ static int64_t room_cgroup(const pressure_policy *p, const pressure_snapshot *s,
     } else if (pressure_known(other)) {
         charged = other;
     }
-    return lim - margin - charged;
+    return lim - *margin - charged;
 }
 
 /* New cgroup limit hits or OOM kills since the last sample? */
@@ -142,7 +151,10 @@ pressure_decision pressure_target(const pressure_policy *p, const pressure_snaps
     if (!pressure_known(other) && pressure_known(s->rss))
         other = max64(s->rss - cache, 0);
     pressure_decision d = {.target = budget, .reason = PRESSURE_HOLD};
-    int64_t rm = room_machine(p, s, cache, other), rc = room_cgroup(p, s, cache, other);
+    int64_t margin;
+    int64_t rm = room_machine(p, s, cache, other), rc = room_cgroup(p, s, cache, other, &margin);
+    /* under a cgroup limit the dead band must leave most of the margin */
+    const int64_t deadband = margin > 0 ? min64(p->deadband, margin / 4) : p->deadband;
     d.room = max64(min64(rm, rc), 0);
     d.psi = max_known(s->some.avg10, s->cg_some.avg10);
     double full = max_known(s->full.avg10, s->cg_full.avg10);
@@ -165,14 +177,14 @@ pressure_decision pressure_target(const pressure_policy *p, const pressure_snaps
         t = budget - share(step > 1 ? 1 : step, budget);
         d.reason = event ? PRESSURE_SHRINK_EVENT : PRESSURE_SHRINK_PSI;
     }
-    if (t > cap && (t - cap >= p->deadband || t != budget || cap == p->max_budget)) {
+    if (t > cap && (t - cap >= deadband || t != budget || cap == p->max_budget)) {
         t = cap;
         d.reason = PRESSURE_SHRINK_ROOM;
     } else if (t == budget && d.psi < p->psi_calm && cap != PRESSURE_UNLIMITED &&
                since(s->time_ns, st->last_pressure_ns) >= p->calm_ns &&
                since(s->time_ns, st->last_grow_ns) >= p->grow_every_ns &&
-               cap - budget >= p->deadband) {
-        t = min64(budget + max64(share(p->grow_step, cap - budget), p->deadband), cap);
+               cap - budget >= deadband) {
+        t = min64(budget + max64(share(p->grow_step, cap - budget), deadband), cap);
         st->last_grow_ns = s->time_ns;
         d.reason = PRESSURE_GROW;
     }

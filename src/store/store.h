@@ -84,6 +84,19 @@ int store_open(const char *path, store **out, sw_err *err);
 
 typedef enum store_mode { STORE_MMAP = 0, STORE_RESIDENT, STORE_STREAM } store_mode;
 
+struct pressure_snapshot;
+
+/* What the streaming store reports every sample_ms (a timeline). */
+typedef struct store_sample {
+    const struct pressure_snapshot *mem; /* every memory counter (store/pressure.h) */
+    int64_t budget;      /* the expert cache's budget now */
+    int64_t room;        /* what memory would allow it now; -1: no bound known */
+    int64_t cache_bytes; /* bytes of slots holding entries (at the last plan) */
+    uint64_t steps;      /* forward steps begun: a decode step is one token, a
+                            prompt batch one step */
+    const char *reason;  /* the last budget decision, or "fixed" */
+} store_sample;
+
 /* How to open a store; all-zero means store_open's mmap. */
 typedef struct store_opts {
     store_mode mode;
@@ -96,6 +109,12 @@ typedef struct store_opts {
     bool watch;
     const char *policy; /* eviction policy name (policy.h); NULL: the default */
     int prefetch;       /* experts predicted per layer: 0 auto (2 x n_expert_used), < 0 off */
+    /* STREAM: called on the pressure watcher's thread about every
+     * sample_ms (0: 1000; less while the budget falls); the watcher then
+     * runs with a fixed budget too, reporting only. NULL: none. */
+    void (*on_sample)(void *ctx, const store_sample *s);
+    void *sample_ctx;
+    int sample_ms;
 } store_opts;
 
 /* "mmap", "resident", "stream". */

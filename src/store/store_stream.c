@@ -7,6 +7,7 @@
 #include "store/expert_cache_int.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,7 +239,7 @@ int64_t xcache_capacity_for(const xcache *c, int64_t budget)
 static void watch_usage(void *ctx, pressure_input *in)
 {
     xcache *c = ctx;
-    in->cache_bytes = atomic_load(&c->budget_next);
+    in->cache_bytes = atomic_load(&c->used_bytes);
     in->other_bytes = PRESSURE_UNKNOWN;
 }
 
@@ -250,6 +251,34 @@ static void watch_change(void *ctx, const pressure_decision *d, const pressure_s
     atomic_store(&c->reason, (int)d->reason);
 }
 
+static void watch_sample(void *ctx, const pressure_decision *d, const pressure_snapshot *s)
+{
+    xcache *c = ctx;
+    int r = atomic_load(&c->reason);
+    store_sample x = {
+        .mem = s,
+        .budget = d->target,
+        .room = d->room == PRESSURE_UNLIMITED ? -1 : d->room,
+        .cache_bytes = atomic_load(&c->used_bytes),
+        .steps = atomic_load(&c->steps),
+        .reason = r < 0 ? "fixed" : pressure_reason_name((pressure_reason)r),
+    };
+    c->on_sample(c->sample_ctx, &x);
+}
+
+/* Starts the watcher: it follows the memory state (fixed: only reports). */
+static int watch(xcache *c, const store_opts *o, const pressure_policy *pp, bool fixed,
+                 sw_err *err)
+{
+    pressure_watch_opts w = {.policy = *pp, .budget = c->budget, .interval_ms = o->sample_ms,
+                             .usage = watch_usage, .on_change = fixed ? NULL : watch_change,
+                             .on_sample = c->on_sample ? watch_sample : NULL, .ctx = c,
+                             .fixed = fixed};
+    int rc = pressure_watch_start(c->mon, &w, err);
+    c->watching = rc == 0;
+    return rc;
+}
+
 /* The budget: fixed, whole-process, or from the memory state. */
 static int choose_budget(xcache *c, const store_opts *o, sw_err *err)
 {
@@ -259,35 +288,32 @@ static int choose_budget(xcache *c, const store_opts *o, sw_err *err)
     pressure_snapshot snap;
     pressure_sample(c->mon, &snap);
     int64_t all = c->n_slots * (int64_t)c->slot_bytes, least = c->k_used * (int64_t)c->slot_bytes;
+    pressure_policy pp;
+    pressure_policy_default(&pp);
+    pp.min_budget = least;
+    pp.max_budget = all;
     atomic_store(&c->reason, -1);
+    bool fixed = true;
     if (o->cache_bytes > 0) {
         c->budget = o->cache_bytes;
     } else if (o->mem_bytes > 0) {
         int64_t used = pressure_known(snap.rss) ? snap.rss : c->res_bytes;
         c->budget = o->mem_bytes - used - (o->other_bytes > 0 ? o->other_bytes : 0);
     } else {
-        pressure_policy pp;
-        pressure_policy_default(&pp);
-        pp.min_budget = least;
-        pp.max_budget = all;
         pressure_state st = {0};
         pressure_input in = {0, 0, pressure_known(snap.rss) ? snap.rss : PRESSURE_UNKNOWN};
         pressure_decision d = pressure_target(&pp, &snap, &in, &st);
         /* a starting cache takes the room at once; the policy only grows by steps */
         c->budget = d.reason == PRESSURE_BLIND ? d.target : d.room < all ? d.room : all;
         atomic_store(&c->reason, (int)d.reason);
-        if (o->watch && c->n_slots) {
-            pressure_watch_opts w = {.policy = pp, .budget = c->budget, .usage = watch_usage,
-                                     .on_change = watch_change, .ctx = c};
-            if ((rc = pressure_watch_start(c->mon, &w, err)))
-                return rc;
-            c->watching = true;
-        }
+        fixed = !o->watch;
     }
     if (c->budget < least)
         c->budget = least;
     atomic_store(&c->budget_next, c->budget);
     c->capacity = xcache_capacity_for(c, c->budget);
+    if (c->n_slots && (!fixed || o->on_sample))
+        return watch(c, o, &pp, fixed, err);
     return 0;
 }
 
@@ -317,6 +343,9 @@ int xcache_open(const gguf_ctx *g, const char *path, const store_opts *o, xcache
     c->k_used = expert_used(g);
     c->prefetch_n = o->prefetch < 0 ? 0 : o->prefetch > 0 ? o->prefetch : 2 * c->k_used;
     c->kind = POLICY_DEFAULT;
+    c->on_sample = o->on_sample;
+    c->sample_ctx = o->sample_ctx;
+    c->plan_layer = INT_MAX; /* the first plan begins a step */
     reader_opts ro = {.depth = 64, .max_requests = 4096, .on_done = xcache_on_done, .ctx = c};
     int rc;
     if ((o->policy && (rc = policy_kind_parse(o->policy, &c->kind, err))) ||
