@@ -12,6 +12,7 @@
 
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "store/replay.h"
 #include "store/store.h"
 
 #define N_PROMPT 9
@@ -321,4 +322,135 @@ TEST(store_stream_mem_budget)
     CHECK(r.st.capacity >= 4);
     CHECK(counters_add_up(&r.st));
     run_free(&r);
+}
+
+/* --- read-ahead: hints, and the replay of what the store saw ---------------- */
+
+#define N_DECODE 96
+
+/* The routing of one-token steps, recorded for the replay (ascending, as
+ * the store plans them). */
+static void record_route(void *ctx, const model_route *r)
+{
+    int ex[64];
+    for (int i = 0; i < r->n_used && i < 64; i++) {
+        int e = r->experts[i], j = i;
+        while (j > 0 && ex[j - 1] > e) {
+            ex[j] = ex[j - 1];
+            j--;
+        }
+        ex[j] = e;
+    }
+    trace_add(ctx, "run", 0, r->pos, r->layer, ex, NULL, r->n_used, NULL);
+}
+
+/* Greedy decoding from BOS, one token per step (hints are given on
+ * one-token steps), N_DECODE steps; logits of every step into out. */
+static int run_decode(const char *path, const store_opts *o, float *out, trace *t,
+                      store_stats *st_out, uint64_t hint[3], sw_err *err)
+{
+    store *st = NULL;
+    model *m = NULL;
+    model_state *s = NULL;
+    kv_cache *kv = NULL;
+    int rc;
+    if ((rc = store_open_opts(path, o, &st, err)) || (rc = model_load(st, NULL, &m, err)))
+        goto done;
+    model_info info;
+    model_get_info(m, &info);
+    if (t)
+        model_set_route_hook(m, record_route, t);
+    kv_cache_opts ko = {.n_ctx = N_DECODE};
+    if ((rc = kv_cache_new(m, &ko, &kv, err)) || (rc = model_state_new(m, NULL, &s, err)))
+        goto done;
+    int32_t tok = 1;
+    for (int i = 0; i < N_DECODE; i++) {
+        float *lg = out + (size_t)i * info.n_vocab;
+        if ((rc = model_forward(m, s, kv, NULL, &tok, 1, lg, MODEL_LOGITS_LAST, err)))
+            goto done;
+        tok = argmax(lg, info.n_vocab);
+    }
+    store_stats_get(st, st_out);
+    store_predictor_stats(st, 1, -1, hint);
+done:
+    model_state_free(s);
+    kv_cache_free(kv);
+    model_free(m);
+    store_close(st);
+    return rc;
+}
+
+TEST(store_stream_hints)
+{
+    /* the model's hidden-state hints reach a streaming store, are scored
+     * there and change nothing computed; an mmap store ignores them */
+    const char *path = test_fixture("tinymoe/tinymoe-q8_0.gguf");
+    sw_err err = {0};
+    size_t n = (size_t)N_DECODE * 512;
+    float *ref = calloc(n, sizeof *ref), *got = calloc(n, sizeof *got);
+    store_stats st;
+    uint64_t hint[3];
+    CHECKF(!run_decode(path, &(store_opts){0}, ref, NULL, &st, hint, &err), "%s", err.msg);
+    CHECK_EQ(hint[0], 0);
+    store *mm;
+    CHECK_EQ(store_open(path, &mm, &err), 0);
+    CHECK(!store_wants_hints(mm));
+    store_expert_hint(mm, 1, (int[]){1, 2}, 2);
+    store_close(mm);
+    for (int nh = 0; nh < 2; nh++) {
+        store_opts o = {.mode = STORE_STREAM, .cache_bytes = 1, .no_hints = nh};
+        CHECKF(!run_decode(path, &o, got, NULL, &st, hint, &err), "%s", err.msg);
+        CHECK(!memcmp(ref, got, n * sizeof *got));
+        CHECK(counters_add_up(&st));
+        if (nh) {
+            CHECK_EQ(hint[0], 0);
+        } else { /* layers 1..3 hinted at every step, 4 experts each */
+            CHECK_EQ(hint[0], (uint64_t)N_DECODE * 3 * 4);
+            CHECK_EQ(hint[2], hint[0]);
+            CHECKF(hint[1] > hint[0] / 3, "hint precision %llu / %llu",
+                   (unsigned long long)hint[1], (unsigned long long)hint[0]);
+        }
+    }
+    free(ref);
+    free(got);
+}
+
+TEST(store_stream_replay_matches_the_store)
+{
+    /* the replay's default is the store's: the routing a streaming run saw
+     * (hints off: a trace has none), replayed with replay_opts_default at
+     * the same capacity, gives the same hit rate. Not exactly: reads in
+     * flight are pinned in the store, never in the replay. */
+    const char *path = test_fixture("tinymoe/tinymoe-q8_0.gguf");
+    sw_err err = {0};
+    float *lg = calloc((size_t)N_DECODE * 512, sizeof *lg);
+    for (int q = 1; q <= 2; q++) {
+        store *st;
+        CHECK_EQ(store_open_opts(path, &(store_opts){.mode = STORE_STREAM, .cache_bytes = 1}, &st,
+                                 &err), 0);
+        store_stats one;
+        store_stats_get(st, &one);
+        store_close(st);
+        store_opts o = {.mode = STORE_STREAM, .cache_bytes = one.slot_bytes * 64 * q,
+                        .no_hints = true};
+        trace t;
+        trace_init(&t);
+        store_stats s;
+        uint64_t hint[3];
+        CHECKF(!run_decode(path, &o, lg, &t, &s, hint, &err), "%s", err.msg);
+        CHECK_EQ(trace_finish(&t, &err), 0);
+        replay_opts ro;
+        replay_opts_default(&ro, &t, (size_t)s.capacity);
+        replay_result r;
+        CHECK_EQ(replay_run(&t, &ro, &r, &err), 0);
+        CHECK_EQ(r.accesses, s.requests);
+        double hs = (double)s.hits / (double)s.requests, hr = replay_hit_rate(&r);
+        CHECKF(hs > hr - 0.04 && hs < hr + 0.04, "capacity %lld: store %.3f replay %.3f",
+               (long long)s.capacity, hs, hr);
+        CHECKF(s.prefetch_issued > 0 && r.prefetches > 0, "read-ahead: store %llu replay %llu",
+               (unsigned long long)s.prefetch_issued, (unsigned long long)r.prefetches);
+        replay_result_free(&r);
+        trace_free(&t);
+    }
+    free(lg);
 }

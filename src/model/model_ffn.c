@@ -16,6 +16,14 @@
  *      added in ascending expert order whatever the batch, so a batch gives
  *      the same sums as one token at a time.
  * Experts nobody chose are never touched.
+ *
+ * Read-ahead hint (decoding, streaming store only): before layer L's plan,
+ * the residual stream (after L's attention) is normalised with the next MoE
+ * layer's FFN norm and passed through that layer's router; its top-k goes
+ * to the store as a guess (store_expert_hint), which a streaming store
+ * reads ahead while L computes. The residual changes little from one layer
+ * to the next, so the guess is often right; it only decides what is
+ * cached, never what is computed.
  */
 #include "model/model_int.h"
 
@@ -187,6 +195,29 @@ done:
     return rc;
 }
 
+/* The hint above, for one token. Uses s->xe (row 0) and s->router, free
+ * once layer il has routed and before its experts run. */
+static int hint_next_layer(const model *m, model_state *s, sw_pool *pool, int il, sw_err *err)
+{
+    const model_config *c = &m->cfg;
+    int next = il + 1, K = c->n_expert_used, E = c->n_expert;
+    while (next < c->n_layer && !m->w.layers[next].is_moe)
+        next++;
+    if (next >= c->n_layer || K > MODEL_MOE_ONE_MAX || !store_wants_hints(m->st))
+        return 0;
+    const layer_weights *N = &m->w.layers[next];
+    ops_rmsnorm(s->xe, s->x, N->ffn_norm.data, c->n_embd, c->norm_eps);
+    int rc = mat_mul(s, pool, &N->router, s->xe, 1, s->router, err);
+    if (rc)
+        return rc;
+    ops_add_rows(s->router, N->router_b.data, 1, E);
+    int sel[MODEL_MOE_ONE_MAX];
+    float w[MODEL_MOE_ONE_MAX];
+    route_token(c, s->router, sel, w);
+    store_expert_hint(m->st, next, sel, K);
+    return 0;
+}
+
 static int ffn_moe(const model *m, model_state *s, sw_pool *pool, int il, int n, sw_err *err)
 {
     const model_config *c = &m->cfg;
@@ -204,6 +235,8 @@ static int ffn_moe(const model *m, model_state *s, sw_pool *pool, int il, int n,
         model_route r = {il, s->kv->pos, n, E, K, s->sel, s->sel_w, s->router};
         m->route_fn(m->route_ctx, &r);
     }
+    if (n == 1 && (rc = hint_next_layer(m, s, pool, il, err)))
+        return rc;
     if ((rc = store_expert_plan(m->st, il, s->exp_list, n_chosen, err)))
         return sw_err_prefix(err, "layer %d", il);
 

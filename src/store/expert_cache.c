@@ -10,8 +10,6 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define XC_FREQ_DECAY 0.875f /* a layer's use counts, per step */
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -57,11 +55,11 @@ int xcache_bind(xcache *c, int layer, const gguf_tensor *const t[3], int n_exper
     if (pos > c->slot_bytes)
         return sw_errf(err, SW_EUNSUPPORTED, "store: layer %d's experts (%zu bytes) exceed a slot",
                        layer, pos);
+    if (c->pred)
+        return sw_errf(err, SW_EINVAL, "store: layer %d's experts are bound after the first plan",
+                       layer);
     L->e = calloc((size_t)n_expert, sizeof *L->e);
-    L->last = calloc((size_t)n_expert, sizeof *L->last);
-    L->pred = calloc((size_t)n_expert, sizeof *L->pred);
-    L->freq = calloc((size_t)n_expert, sizeof *L->freq);
-    if (!L->e || !L->last || !L->pred || !L->freq)
+    if (!L->e)
         return sw_errf(err, SW_ENOMEM, "store: out of memory");
     for (int e = 0; e < n_expert; e++)
         L->e[e].slot = -1;
@@ -209,65 +207,6 @@ static void apply_budget(xcache *c, int layer)
 
 /* --- prediction ----------------------------------------------------------- */
 
-/* Scores layer's previous prediction against what it routed now, then
- * remembers this step's experts. */
-static void predict_learn(xlayer *L, const int *ex, int n)
-{
-    if (L->n_pred) {
-        int right = 0;
-        for (int i = 0, j = 0; i < L->n_pred && j < n;) /* both ascending */
-            if (L->pred[i] == ex[j])
-                right++, i++, j++;
-            else if (L->pred[i] < ex[j])
-                i++;
-            else
-                j++;
-        L->predicted += (uint64_t)L->n_pred;
-        L->right += (uint64_t)right;
-        L->routed += (uint64_t)n;
-    }
-    for (int e = 0; e < L->n_expert; e++)
-        L->freq[e] *= XC_FREQ_DECAY;
-    for (int i = 0; i < n; i++)
-        L->freq[ex[i]] += 1.0f;
-    memcpy(L->last, ex, sizeof *ex * (size_t)n);
-    L->n_last = n;
-}
-
-static int cmp_int(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
-}
-
-/* L->pred: up to want experts, last step's first, then the most used;
- * ascending. */
-static void predict(xlayer *L, int want)
-{
-    int n = 0;
-    if (want > L->n_expert)
-        want = L->n_expert;
-    if (L->n_last <= want) {
-        memcpy(L->pred, L->last, sizeof *L->pred * (size_t)L->n_last);
-        n = L->n_last;
-    }
-    while (n < want) { /* the most used expert not yet chosen; O(want * E) */
-        int best = -1;
-        for (int e = 0; e < L->n_expert; e++) {
-            bool taken = false;
-            for (int i = 0; i < n && !taken; i++)
-                taken = L->pred[i] == e;
-            if (!taken && L->freq[e] > 0 && (best < 0 || L->freq[e] > L->freq[best]))
-                best = e;
-        }
-        if (best < 0)
-            break;
-        L->pred[n++] = best;
-    }
-    qsort(L->pred, (size_t)n, sizeof *L->pred, cmp_int);
-    L->n_pred = n;
-}
-
 /* The MoE layer after layer, round to the first. */
 static int next_layer(const xcache *c, int layer)
 {
@@ -279,44 +218,76 @@ static int next_layer(const xcache *c, int layer)
     return layer;
 }
 
-/* Guesses cost slots: a layer's share of the cache must exceed a token's
- * experts before any is spent on them (else they evict what is used). */
-static int prefetch_room(const xcache *c)
+/* The predictor, sized once every layer is bound (at the first plan). */
+static int pred_open(xcache *c, sw_err *err)
 {
-    int moe = 0;
-    for (int l = 0; l < c->n_layers; l++)
-        moe += c->L[l].n_expert > 0;
-    int64_t room = moe ? c->capacity / moe - c->k_used : 0;
-    return room <= 0 ? 0 : room < c->prefetch_n ? (int)room : c->prefetch_n;
+    int E = 0;
+    c->n_moe = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        c->n_moe += c->L[l].n_expert > 0;
+        E = c->L[l].n_expert > E ? c->L[l].n_expert : E;
+    }
+    if (!E)
+        return sw_errf(err, SW_EINVAL, "store: no experts bound");
+    free(c->pf_list);
+    c->pf_list = malloc(sizeof *c->pf_list * (size_t)E);
+    if (!c->pf_list)
+        return sw_errf(err, SW_ENOMEM, "store: out of memory");
+    xpred_opts po = {.n_layers = c->n_layers, .n_experts = E, .top_k = c->k_used};
+    return xpred_create(&po, &c->pred, err);
 }
 
-static bool in_last(const xlayer *L, int e)
+static int pred_width(const xcache *c)
 {
-    for (int j = 0; j < L->n_last; j++)
-        if (L->last[j] == e)
-            return true;
-    return false;
+    return c->prefetch_n > 0 ? c->prefetch_n : xpred_width(c->capacity, c->n_moe, c->k_used);
 }
 
-/* Predicts the next MoE layer's experts (all scored) and reads up to
- * prefetch_room() of them: last step's first, then the most used. */
+/* Reads ahead layer nl's predicted experts that are absent, best first,
+ * while c->pf_room lasts, never evicting an entry of nl (the cache keeps
+ * what is predicted for the layer about to run). */
+static void prefetch_issue(xcache *c, int nl, const int *want, int n)
+{
+    xlayer *L = &c->L[nl];
+    for (int i = 0; i < n && c->pf_room > 0; i++) {
+        int e = want[i];
+        int32_t slot;
+        if (e >= L->n_expert || L->e[e].state != XE_ABSENT)
+            continue;
+        if (take_slot(c, false, nl, &slot) || issue(c, nl, e, slot, READER_PREFETCH, NULL)) {
+            c->pf_room = 0;
+            return;
+        }
+        c->prefetch_issued++;
+        c->pf_room--;
+    }
+}
+
+/* Predicts the next MoE layer's experts (predict.h) and reads ahead up to
+ * xpred_room() of those absent. */
 static void prefetch_next(xcache *c, int layer)
 {
-    int nl = next_layer(c, layer);
-    xlayer *L = &c->L[nl];
-    predict(L, c->prefetch_n);
-    int room = prefetch_room(c);
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < L->n_pred && room > 0; i++) {
-            int e = L->pred[i];
-            int32_t slot;
-            if (in_last(L, e) != (pass == 0) || L->e[e].state != XE_ABSENT)
-                continue;
-            if (take_slot(c, false, nl, &slot) || issue(c, nl, e, slot, READER_PREFETCH, NULL))
-                return;
-            c->prefetch_issued++;
-            room--;
-        }
+    int nl = next_layer(c, layer), width = pred_width(c);
+    int n = xpred_predict(c->pred, XPRED_AUTO, nl, width, c->pf_list);
+    c->pf_layer = nl;
+    c->pf_room = xpred_room(c->capacity, c->n_moe, c->k_used, width);
+    prefetch_issue(c, nl, c->pf_list, n);
+}
+
+bool xcache_wants_hints(const xcache *c)
+{
+    return !c->no_hints && c->prefetch_n >= 0;
+}
+
+void xcache_hint(xcache *c, int layer, const int *experts, int n)
+{
+    if (layer < 0 || layer >= c->n_layers || !c->L[layer].n_expert || !xcache_wants_hints(c) ||
+        (!c->pred && pred_open(c, NULL)))
+        return;
+    xpred_hint(c->pred, layer, experts, n);
+    /* the hint came after the prefetch for its layer: read its experts with
+     * what room that prefetch left */
+    if (c->pf_layer == layer)
+        prefetch_issue(c, layer, experts, n);
 }
 
 /* --- the store's calls ---------------------------------------------------- */
@@ -368,10 +339,13 @@ int xcache_plan(xcache *c, int layer, const int *experts, int n, sw_err *err)
         if (experts[i] < 0 || experts[i] >= L->n_expert || (i && experts[i] <= experts[i - 1]))
             return sw_errf(err, SW_EINVAL, "store: layer %d: plan is not ascending experts < %d",
                            layer, L->n_expert);
+    if (!c->pred && (rc = pred_open(c, err)))
+        return rc;
     apply_budget(c, layer);
     drop_reservations(c);
     policy_layer_begin(c->pol, layer);
-    predict_learn(L, experts, n);
+    xpred_observe(c->pred, layer, experts, n);
+    c->pf_layer = -1;
     for (int i = 0; i < n; i++) {
         xentry *e = &L->e[experts[i]];
         policy_key k = policy_key_make(layer, experts[i]);
@@ -386,7 +360,7 @@ int xcache_plan(xcache *c, int layer, const int *experts, int n, sw_err *err)
         if ((rc = reserve(c, k, err)))
             return rc;
     }
-    if (c->prefetch_n)
+    if (c->prefetch_n >= 0)
         prefetch_next(c, layer);
     return reader_poll(c->r, NULL, 0, 0, err) < 0 ? SW_EIO : 0;
 }
@@ -502,14 +476,15 @@ void xcache_release(xcache *c, int layer, int expert)
 
 /* --- counters ------------------------------------------------------------- */
 
-void xcache_predict_stats(const xcache *c, int layer, uint64_t out[3])
+void xcache_predict_stats(const xcache *c, int kind, int layer, uint64_t out[3])
 {
     out[0] = out[1] = out[2] = 0;
-    if (layer < 0 || layer >= c->n_layers)
+    if (!c->pred || layer >= c->n_layers)
         return;
-    out[0] = c->L[layer].predicted;
-    out[1] = c->L[layer].right;
-    out[2] = c->L[layer].routed;
+    xpred_count n = xpred_stats(c->pred, (xpred_kind)kind, layer);
+    out[0] = n.predicted;
+    out[1] = n.correct;
+    out[2] = n.actual;
 }
 
 void xcache_stats(xcache *c, store_stats *s)
@@ -531,11 +506,11 @@ void xcache_stats(xcache *c, store_stats *s)
     s->prefetch_wasted = c->prefetch_wasted;
     s->evictions = c->evictions;
     s->stall_s = (double)c->stall_ns * 1e-9;
-    for (int l = 0; l < c->n_layers; l++) {
-        s->predicted += c->L[l].predicted;
-        s->predicted_right += c->L[l].right;
-        s->routed += c->L[l].routed;
-    }
+    uint64_t pr[3];
+    xcache_predict_stats(c, XPRED_AUTO, -1, pr);
+    s->predicted = pr[0];
+    s->predicted_right = pr[1];
+    s->routed = pr[2];
     reader_stats rs;
     reader_stats_get(c->r, &rs);
     s->reads = rs.reads;

@@ -37,16 +37,25 @@
  * makes progress (store.h), and the capacity never goes below that.
  *
  * Counting. A request is a hit when the entry was present, or being read
- * by a prefetch, when the layer was planned; a miss when its read was
- * issued for this request. hits + misses == requests.
+ * by a prefetch (issued while an earlier layer ran), when the layer was
+ * planned; a miss when its read was issued for this request. hits + misses
+ * == requests.
  *
- * Prediction. After planning layer L, the store predicts the experts of the
- * next MoE layer: those that layer used at its previous step (the previous
- * token), then the most used there (counts decaying by 1/8 per step), up to
- * 2 x n_expert_used of them, and reads the absent ones at prefetch priority,
- * without evicting anything of that layer. A prefetched entry first used
- * counts as a prefetch hit; one evicted unused as wasted. Precision and
- * recall are kept per layer.
+ * Prediction and read-ahead (predict.h has the predictors). After planning
+ * layer L, the store predicts the experts of the next MoE layer: the
+ * model's hint for it (the next router applied to the current hidden state,
+ * store_expert_hint), the cross-layer co-occurrence with the experts L just
+ * planned, and recent use, combined by score; xpred_width() of them (half
+ * a layer's share of the cache, at least 2 x n_expert_used). It reads the
+ * absent ones at prefetch priority, best first, at most xpred_room() of
+ * them, and never evicts an entry of that next layer to make room: the
+ * cache keeps what is predicted for the layer about to run and takes its
+ * victims, through the policy, from the layers that ran last. A hint that
+ * arrives after the read-ahead for its layer is read with the room left.
+ * An entry read ahead and first used counts as a prefetch hit; one evicted
+ * unused as wasted. Every predictor (auto, hint, cooc, prev, freq, mix) is
+ * scored per layer: xcache_predict_stats. replay_opts_default() replays
+ * exactly this configuration on a trace.
  *
  * Threads: everything runs on the engine's owner thread (the reader's
  * callbacks too), except the pressure watcher, which only stores a new
@@ -78,7 +87,13 @@ int xcache_plan(xcache *c, int layer, const int *experts, int n, sw_err *err);
 int xcache_get(xcache *c, int layer, int expert, store_mat m[3], sw_err *err);
 void xcache_release(xcache *c, int layer, int expert);
 
+/* store_expert_hint: the hidden-state guess of layer's next experts. */
+void xcache_hint(xcache *c, int layer, const int *experts, int n);
+bool xcache_wants_hints(const xcache *c);
+
 void xcache_stats(xcache *c, store_stats *out);
-void xcache_predict_stats(const xcache *c, int layer, uint64_t out[3]);
+/* Predictor kind's (xpred_kind) predicted, correct, routed at layer (< 0:
+ * all layers). */
+void xcache_predict_stats(const xcache *c, int kind, int layer, uint64_t out[3]);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "store/expert_cache.h"
 #include "store/policy.h"
+#include "store/predict.h"
 #include "store/pressure.h"
 #include "store/reader.h"
 
@@ -38,13 +39,6 @@ typedef struct xlayer {
     size_t len[3];            /* bytes of one expert's slice */
     size_t part_off[3];       /* where part p's span starts in a slot */
     xentry *e;                /* [n_expert] */
-    /* predictor */
-    int *last;                /* experts planned at the previous step [n_expert] */
-    int n_last;
-    int *pred;                /* experts predicted for the next plan [n_expert] */
-    int n_pred;
-    float *freq;              /* decayed use counts [n_expert] */
-    uint64_t predicted, right, routed;
 } xlayer;
 
 /* A resident tensor's bytes, by index in the GGUF tensor table. */
@@ -67,7 +61,13 @@ struct xcache {
     xlayer *L;                /* [n_layers] */
     int n_layers;
     int k_used;               /* n_expert_used from the metadata (>= 1) */
-    int prefetch_n;           /* experts predicted per layer; 0 off */
+    int prefetch_n;           /* experts predicted per layer: 0 auto (xpred_width), < 0 off */
+    xpred *pred;              /* created at the first plan, once every layer is bound */
+    int n_moe;                /* layers with experts bound */
+    bool no_hints;            /* store_opts.no_hints */
+    int pf_layer;             /* layer the latest prefetch was for; -1 none */
+    int pf_room;              /* reads that prefetch may still issue (a late hint) */
+    int *pf_list;             /* [max n_expert] scratch */
     uint8_t *slots;           /* n_slots * slot_bytes reserved */
     size_t slot_bytes;
     int64_t n_slots;          /* every (layer, expert) of the model */

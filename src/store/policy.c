@@ -369,7 +369,7 @@ static double clock_weight(policy *p, struct clock *c, int layer)
 
 /* lfu's half-life defaults to the capacity in accesses (at least 64);
  * stale's to STALE_HALFLIFE visits of a layer. */
-#define STALE_HALFLIFE 16.0
+#define STALE_HALFLIFE 128.0
 
 static void set_halflife(policy *p)
 {

@@ -50,7 +50,11 @@
  *           cycle; the next layer's entries go last. Within a layer the
  *           victim is the entry with the smallest count, decayed as lfu's
  *           but on the layer's own clock (visits of the layer, i.e.
- *           tokens; half-life 16). This approximates Belady's rule (evict
+ *           tokens; half-life 128: a long memory, since the store's
+ *           read-ahead (predict.h) covers what the next tokens need and
+ *           the cache is left to hold what is used most; 128 measured best
+ *           with read-ahead on the fixture traces, 16 without, by less
+ *           than a point). This approximates Belady's rule (evict
  *           what is needed furthest in the future) for cyclic access, where
  *           LRU degenerates: with fewer slots than one token's experts, LRU
  *           evicts exactly the entry needed soonest. The layer order follows
@@ -99,7 +103,8 @@ typedef enum policy_kind {
 } policy_kind;
 
 /* The policy spillway uses unless told otherwise: the one that measured
- * best on the real routing traces (see `spillway plan`). */
+ * best on the real routing traces, with and without the store's read-ahead
+ * (see `spillway plan`). */
 #define POLICY_DEFAULT POLICY_STALE
 
 typedef struct policy_opts {
@@ -108,7 +113,7 @@ typedef struct policy_opts {
      * touched once. */
     double lfu_halflife;
     /* stale: half-life of a count within its layer, in visits of the
-     * layer (tokens). 0: 16. */
+     * layer (tokens). 0: 128. */
     double stale_halflife;
     /* s3fifo: share of the capacity given to the small FIFO. 0: 0.10. */
     double s3_small_ratio;

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_pred_names[PREDICT_COUNT] = {"none", "prev", "freq", "mix"};
+static const char *const g_pred_names[PREDICT_COUNT] = {"none", "prev", "freq", "mix", "cooc",
+                                                        "auto"};
 
 const char *replay_predictor_name(replay_predictor p)
 {
@@ -22,77 +23,8 @@ int replay_predictor_parse(const char *name, replay_predictor *out, sw_err *err)
             *out = (replay_predictor)k;
             return 0;
         }
-    return sw_errf(err, SW_EINVAL, "unknown predictor '%s' (known: none, prev, freq, mix)",
+    return sw_errf(err, SW_EINVAL, "unknown predictor '%s' (known: none, prev, freq, mix, cooc, auto)",
                    name ? name : "");
-}
-
-/* --- predictors ------------------------------------------------------------ */
-
-struct predictor {
-    int L, E;
-    double halflife;   /* tokens */
-    uint16_t *last;    /* [L][TRACE_MAX_K]: the latest visit's experts */
-    int *last_n;       /* [L] */
-    double *count;     /* [L][E]: uses, weighted 2^((visit - base) / halflife) */
-    uint64_t *visits;  /* [L]: visits of the layer so far */
-    uint64_t *base;    /* [L] */
-};
-
-static void pred_free(struct predictor *p)
-{
-    free(p->last);
-    free(p->last_n);
-    free(p->count);
-    free(p->visits);
-    free(p->base);
-}
-
-static int pred_init(struct predictor *p, int L, int E, double halflife)
-{
-    memset(p, 0, sizeof *p);
-    p->L = L;
-    p->E = E;
-    p->halflife = halflife;
-    p->last = calloc((size_t)L * TRACE_MAX_K, sizeof *p->last);
-    p->last_n = calloc((size_t)L, sizeof *p->last_n);
-    p->count = calloc((size_t)L * (size_t)E, sizeof *p->count);
-    p->visits = calloc((size_t)L, sizeof *p->visits);
-    p->base = calloc((size_t)L, sizeof *p->base);
-    if (!p->last || !p->last_n || !p->count || !p->visits || !p->base) {
-        pred_free(p);
-        return SW_ENOMEM;
-    }
-    return 0;
-}
-
-static void pred_reset(struct predictor *p)
-{
-    memset(p->last_n, 0, (size_t)p->L * sizeof *p->last_n);
-    memset(p->count, 0, (size_t)p->L * (size_t)p->E * sizeof *p->count);
-    memset(p->visits, 0, (size_t)p->L * sizeof *p->visits);
-    memset(p->base, 0, (size_t)p->L * sizeof *p->base);
-}
-
-/* Layer `layer` ran with experts ex[0..n). Counts use forward decay: a use
- * at visit v weighs 2^((v - base) / H), so older uses weigh relatively less
- * without touching them; the row is rescaled before weights overflow. */
-static void pred_observe(struct predictor *p, int layer, const uint16_t *ex, int n)
-{
-    memcpy(p->last + (size_t)layer * TRACE_MAX_K, ex, (size_t)n * sizeof *ex);
-    p->last_n[layer] = n;
-    double *row = p->count + (size_t)layer * (size_t)p->E;
-    double e = (double)(p->visits[layer] - p->base[layer]) / p->halflife;
-    if (e > 512) {
-        double f = exp2(-e);
-        for (int i = 0; i < p->E; i++)
-            row[i] *= f;
-        p->base[layer] = p->visits[layer];
-        e = 0;
-    }
-    double w = exp2(e);
-    for (int i = 0; i < n; i++)
-        row[ex[i]] += w;
-    p->visits[layer]++;
 }
 
 static bool in_list(const uint16_t *v, int n, uint16_t x)
@@ -103,34 +35,16 @@ static bool in_list(const uint16_t *v, int n, uint16_t x)
     return false;
 }
 
-/* Appends to out[*n..width) the most used experts of layer not yet in out. */
-static void pred_fill_freq(const struct predictor *p, int layer, uint16_t *out, int *n, int width)
+/* The predictor's kind for a replay predictor. */
+static xpred_kind kind_of(replay_predictor p)
 {
-    const double *row = p->count + (size_t)layer * (size_t)p->E;
-    while (*n < width) {
-        int best = -1;
-        for (int e = 0; e < p->E; e++)
-            if (row[e] > 0 && (best < 0 || row[e] > row[best]) && !in_list(out, *n, (uint16_t)e))
-                best = e;
-        if (best < 0)
-            return;
-        out[(*n)++] = (uint16_t)best;
+    switch (p) {
+    case PREDICT_PREV: return XPRED_PREV;
+    case PREDICT_FREQ: return XPRED_FREQ;
+    case PREDICT_MIX: return XPRED_MIX;
+    case PREDICT_COOC: return XPRED_COOC;
+    default: return XPRED_AUTO;
     }
-}
-
-/* The experts predicted for the next visit of layer; returns how many. */
-static int pred_make(const struct predictor *p, replay_predictor kind, int layer, int width,
-                     uint16_t *out)
-{
-    int n = 0;
-    if (kind == PREDICT_PREV || kind == PREDICT_MIX) {
-        const uint16_t *last = p->last + (size_t)layer * TRACE_MAX_K;
-        for (int i = 0; i < p->last_n[layer] && n < width; i++)
-            out[n++] = last[i];
-    }
-    if (kind == PREDICT_FREQ || kind == PREDICT_MIX)
-        pred_fill_freq(p, layer, out, &n, width);
-    return n;
 }
 
 /* --- the replay ------------------------------------------------------------ */
@@ -143,7 +57,8 @@ struct rp {
     policy **pol;      /* n_pol: 1, or one per layer */
     int n_pol;
     uint8_t *pf_unused; /* [L][E]: loaded by a prefetch, not used since */
-    struct predictor pred;
+    xpred *pred;        /* NULL: PREDICT_NONE */
+    int width, room;    /* experts predicted, and read ahead at most, per step */
 };
 
 static policy *pol_of(struct rp *rp, policy_key k)
@@ -184,13 +99,15 @@ static int pols_reset(struct rp *rp, sw_err *err)
     return 0;
 }
 
-/* Evicts until p has room. *ok false when it cannot (all pinned, or no
- * capacity at all): the entry is then read for this use only. */
-static void make_room(struct rp *rp, policy *p, bool *ok)
+/* Evicts until p has room. *ok false when it cannot (all pinned, no
+ * capacity at all, or the victim belongs to layer `spare`, which a prefetch
+ * for that layer never evicts, as the store's does not): the entry is then
+ * read for this use only, or not prefetched. */
+static void make_room(struct rp *rp, policy *p, int spare, bool *ok)
 {
     while (policy_full(p)) {
         policy_key v;
-        if (policy_victim(p, &v)) {
+        if (policy_victim(p, &v) || policy_key_layer(v) == spare) {
             *ok = false;
             return;
         }
@@ -226,7 +143,7 @@ static int access_miss(struct rp *rp, policy_key k, sw_err *err)
     bool ok;
     rp->r->accesses++;
     rp->r->misses++;
-    make_room(rp, p, &ok);
+    make_room(rp, p, -1, &ok);
     if (!ok)
         return 0;
     int rc = policy_insert(p, k, err);
@@ -237,15 +154,16 @@ static int access_miss(struct rp *rp, policy_key k, sw_err *err)
     return rc;
 }
 
-static int prefetch_one(struct rp *rp, policy_key k, sw_err *err)
+/* Loads a predicted entry; *stop when no room can be made. */
+static int prefetch_one(struct rp *rp, policy_key k, bool *stop, sw_err *err)
 {
     policy *p = pol_of(rp, k);
-    if (policy_contains(p, k))
-        return 0;
     bool ok;
-    make_room(rp, p, &ok);
-    if (!ok)
+    make_room(rp, p, policy_key_layer(k), &ok);
+    if (!ok) {
+        *stop = true;
         return 0;
+    }
     int rc = policy_insert(p, k, err);
     if (rc)
         return rc;
@@ -254,20 +172,18 @@ static int prefetch_one(struct rp *rp, policy_key k, sw_err *err)
     return 0;
 }
 
-/* Predicts step `next` from what is known after step `now`, scores the
- * prediction and, if asked, prefetches it. */
-static int predict_step(struct rp *rp, const trace_step *next, sw_err *err)
+/* Predicts step `next` from what is known after the current step, scores
+ * the prediction and, if asked, reads ahead the predicted entries not
+ * cached, best first, at most `room` of them. */
+static int predict_step(struct rp *rp, const trace_step *next, int width, int room, sw_err *err)
 {
     const trace *t = rp->t;
-    uint16_t want[TRACE_MAX_K];
-    int width = rp->o->width > 0 ? rp->o->width : t->top_k;
-    if (width > TRACE_MAX_K)
-        width = TRACE_MAX_K;
-    int n = pred_make(&rp->pred, rp->o->predictor, next->layer, width, want);
+    int want[TRACE_MAX_K];
+    int n = xpred_predict(rp->pred, kind_of(rp->o->predictor), next->layer, width, want);
     const uint16_t *actual = t->experts + next->off;
     int correct = 0;
     for (int i = 0; i < n; i++)
-        correct += in_list(actual, next->n, want[i]);
+        correct += in_list(actual, next->n, (uint16_t)want[i]);
     replay_pred *lp = &rp->r->per_layer[next->layer];
     lp->predicted += (uint64_t)n;
     lp->correct += (uint64_t)correct;
@@ -277,10 +193,15 @@ static int predict_step(struct rp *rp, const trace_step *next, sw_err *err)
     rp->r->pred.actual += next->n;
     if (!rp->o->prefetch)
         return 0;
-    for (int i = 0; i < n; i++) {
-        int rc = prefetch_one(rp, policy_key_make(next->layer, want[i]), err);
+    bool stop = false;
+    for (int i = 0; i < n && room > 0 && !stop; i++) {
+        policy_key k = policy_key_make(next->layer, want[i]);
+        if (policy_contains(pol_of(rp, k), k))
+            continue;
+        int rc = prefetch_one(rp, k, &stop, err);
         if (rc)
             return rc;
+        room -= !stop;
     }
     return 0;
 }
@@ -307,11 +228,15 @@ static int replay_step(struct rp *rp, size_t s, sw_err *err)
             rc = access_miss(rp, policy_key_make(st->layer, ex[i]), err);
     if (rc)
         return rc;
-    pred_observe(&rp->pred, st->layer, ex, st->n);
     size_t d = rp->o->distance > 0 ? (size_t)rp->o->distance : 1;
-    if (rp->o->predictor != PREDICT_NONE && s + d < t->n_steps &&
-        (!rp->o->cold_per_seq || t->steps[s + d].seq == st->seq))
-        rc = predict_step(rp, &t->steps[s + d], err);
+    if (rp->pred) {
+        int v[TRACE_MAX_K];
+        for (int i = 0; i < st->n; i++)
+            v[i] = ex[i];
+        xpred_observe(rp->pred, st->layer, v, st->n);
+        if (s + d < t->n_steps && (!rp->o->cold_per_seq || t->steps[s + d].seq == st->seq))
+            rc = predict_step(rp, &t->steps[s + d], rp->width, rp->room, err);
+    }
     /* the step is done: its experts may go (those streamed were never pinned) */
     for (int i = 0; i < st->n; i++) {
         policy_key k = policy_key_make(st->layer, ex[i]);
@@ -319,6 +244,45 @@ static int replay_step(struct rp *rp, size_t s, sw_err *err)
             policy_unpin(pol_of(rp, k), k);
     }
     return rc;
+}
+
+/* Widths and room: the options', or (room_auto) the store's rule. */
+static void set_width(struct rp *rp)
+{
+    const replay_opts *o = rp->o;
+    rp->width = o->width > 0 ? o->width : rp->t->top_k;
+    if (rp->width > TRACE_MAX_K)
+        rp->width = TRACE_MAX_K;
+    rp->room = o->room_auto ? xpred_room((int64_t)o->capacity, rp->L, rp->t->top_k, rp->width)
+                            : rp->width;
+}
+
+static int pred_open(struct rp *rp, sw_err *err)
+{
+    const replay_opts *o = rp->o;
+    if (o->predictor == PREDICT_NONE)
+        return 0;
+    xpred_opts po = {.n_layers = rp->L, .n_experts = rp->E, .top_k = rp->t->top_k,
+                     .freq_halflife = o->halflife};
+    if (o->weights)
+        memcpy(&po.w_hint, o->weights, 4 * sizeof *o->weights);
+    return xpred_create(&po, &rp->pred, err);
+}
+
+/* Every predictor's record, per layer, from the predictor. */
+static int copy_kinds(struct rp *rp, replay_result *out)
+{
+    if (!rp->pred)
+        return 0;
+    out->kinds = calloc((size_t)XPRED_COUNT * (size_t)rp->L, sizeof *out->kinds);
+    if (!out->kinds)
+        return SW_ENOMEM;
+    for (int k = 0; k < XPRED_COUNT; k++)
+        for (int l = 0; l < rp->L; l++) {
+            xpred_count c = xpred_stats(rp->pred, (xpred_kind)k, l);
+            out->kinds[(size_t)k * rp->L + l] = (replay_pred){c.predicted, c.correct, c.actual};
+        }
+    return 0;
 }
 
 int replay_run(const trace *t, const replay_opts *o, replay_result *out, sw_err *err)
@@ -332,20 +296,22 @@ int replay_run(const trace *t, const replay_opts *o, replay_result *out, sw_err 
         return sw_errf(err, SW_EINVAL, "replay: bad predictor");
     struct rp rp = {.t = t, .o = o, .r = out, .L = t->n_layers, .E = t->n_experts};
     rp.n_pol = o->per_layer ? rp.L : 1;
+    set_width(&rp);
     int rc = SW_ENOMEM;
     out->n_layers = rp.L;
     out->per_layer = calloc((size_t)rp.L, sizeof *out->per_layer);
     rp.pol = calloc((size_t)rp.n_pol, sizeof *rp.pol);
     rp.pf_unused = calloc((size_t)rp.L * (size_t)rp.E, 1);
-    if (!out->per_layer || !rp.pol || !rp.pf_unused ||
-        pred_init(&rp.pred, rp.L, rp.E, o->halflife > 0 ? o->halflife : 4.0)) {
+    if (!out->per_layer || !rp.pol || !rp.pf_unused) {
         sw_errf(err, SW_ENOMEM, "replay: out of memory");
         goto done;
     }
-    rc = pols_reset(&rp, err);
+    if ((rc = pred_open(&rp, err)) || (rc = pols_reset(&rp, err)))
+        goto done;
     for (size_t s = 0; s < t->n_steps && !rc; s++) {
         if (o->cold_per_seq && s > 0 && t->steps[s].seq != t->steps[s - 1].seq) {
-            pred_reset(&rp.pred);
+            if (rp.pred)
+                xpred_reset(rp.pred);
             rc = pols_reset(&rp, err);
             if (rc)
                 break;
@@ -359,20 +325,35 @@ int replay_run(const trace *t, const replay_opts *o, replay_result *out, sw_err 
     out->steps = t->n_steps;
     out->tokens = trace_n_tokens(t);
     out->bytes_read = (out->misses + out->prefetches) * o->entry_bytes;
+    if (copy_kinds(&rp, out))
+        rc = sw_errf(err, SW_ENOMEM, "replay: out of memory");
 done:
     pols_free(&rp);
     free(rp.pol);
     free(rp.pf_unused);
-    pred_free(&rp.pred);
+    xpred_destroy(rp.pred);
     if (rc)
         replay_result_free(out);
     return rc;
 }
 
+void replay_opts_default(replay_opts *o, const trace *t, size_t capacity)
+{
+    memset(o, 0, sizeof *o);
+    o->policy = POLICY_DEFAULT;
+    o->capacity = capacity;
+    o->predictor = PREDICT_AUTO;
+    o->prefetch = true;
+    o->width = xpred_width((int64_t)capacity, t->n_layers, t->top_k);
+    o->room_auto = true;
+}
+
 void replay_result_free(replay_result *r)
 {
     free(r->per_layer);
+    free(r->kinds);
     r->per_layer = NULL;
+    r->kinds = NULL;
     r->n_layers = 0;
 }
 

@@ -7,6 +7,7 @@
 #include "store/store.h"
 
 #include "store/expert_cache.h"
+#include "store/predict.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,21 @@ void store_predict_stats(const store *s, int layer, uint64_t out[3])
 {
     out[0] = out[1] = out[2] = 0;
     if (s->xc)
-        xcache_predict_stats(s->xc, layer, out);
+        xcache_predict_stats(s->xc, XPRED_AUTO, layer, out);
+}
+
+_Static_assert(STORE_N_PREDICTORS == XPRED_COUNT, "store.h lists predict.h's kinds");
+
+const char *store_predictor_name(int kind)
+{
+    return xpred_kind_name((xpred_kind)kind);
+}
+
+void store_predictor_stats(const store *s, int kind, int layer, uint64_t out[3])
+{
+    out[0] = out[1] = out[2] = 0;
+    if (s->xc && kind >= 0 && kind < STORE_N_PREDICTORS)
+        xcache_predict_stats(s->xc, kind, layer, out);
 }
 
 void store_close(store *s)
@@ -218,6 +233,17 @@ int store_expert(store *s, int layer, int expert, store_mat *gate, store_mat *up
 int store_expert_plan(store *s, int layer, const int *experts, int n, sw_err *err)
 {
     return s->xc ? xcache_plan(s->xc, layer, experts, n, err) : 0;
+}
+
+bool store_wants_hints(const store *s)
+{
+    return s->xc && xcache_wants_hints(s->xc);
+}
+
+void store_expert_hint(store *s, int layer, const int *experts, int n)
+{
+    if (s->xc)
+        xcache_hint(s->xc, layer, experts, n);
 }
 
 void store_expert_release(store *s, int layer, int expert)

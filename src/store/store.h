@@ -108,7 +108,9 @@ typedef struct store_opts {
     int64_t cache_bytes, mem_bytes, other_bytes;
     bool watch;
     const char *policy; /* eviction policy name (policy.h); NULL: the default */
-    int prefetch;       /* experts predicted per layer: 0 auto (2 x n_expert_used), < 0 off */
+    int prefetch;       /* experts predicted per layer: 0 auto (xpred_width: 2 to 4 x
+                           n_expert_used, by the cache's size), < 0 off */
+    bool no_hints;      /* ignore store_expert_hint (to measure what hints buy) */
     /* STREAM: called on the pressure watcher's thread about every
      * sample_ms (0: 1000; less while the budget falls); the watcher then
      * runs with a fixed budget too, reporting only. NULL: none. */
@@ -154,6 +156,19 @@ typedef struct store_stats {
 void store_stats_get(store *s, store_stats *out);
 /* The predictor's record for one layer: predicted, right, routed. */
 void store_predict_stats(const store *s, int layer, uint64_t out[3]);
+
+/* Every predictor the streaming store scores, each on its own, per layer
+ * (store/predict.h): kind 0 "auto" (what it reads ahead: the combination),
+ * 1 "hint" (the model's hidden state through the next layer's router),
+ * 2 "cooc" (cross-layer co-occurrence), 3 "prev" (the previous token's),
+ * 4 "freq" (recent use), 5 "mix" (prev then freq). The single predictors
+ * are scored at n_expert_used guesses, auto at its prefetch width.
+ * precision = correct / predicted, recall = correct / routed. */
+#define STORE_N_PREDICTORS 6
+const char *store_predictor_name(int kind);
+/* out: predicted, correct, routed, at layer (< 0: all layers); zeros
+ * outside STORE_STREAM. */
+void store_predictor_stats(const store *s, int kind, int layer, uint64_t out[3]);
 void store_close(store *s);
 
 /* The file's metadata (read-only; owned by the store). */
@@ -187,5 +202,18 @@ int store_expert_plan(store *s, int layer, const int *experts, int n, sw_err *er
 int store_expert(store *s, int layer, int expert, store_mat *gate, store_mat *up, store_mat *down,
                  sw_err *err);
 void store_expert_release(store *s, int layer, int expert);
+
+/*
+ * A guess, not a request: the model expects layer's next step to use
+ * experts[0..n) (e.g. the next layer's router applied to the current hidden
+ * state). Call it while an earlier layer computes, before or after that
+ * layer's store_expert_plan. A streaming store reads the guessed experts it
+ * lacks at prefetch priority, within its read-ahead room, and scores the
+ * guess against what the layer then plans; it never changes what a
+ * store_expert call returns. Resident and mmap stores ignore it.
+ * store_wants_hints() says whether computing one is worth it.
+ */
+void store_expert_hint(store *s, int layer, const int *experts, int n);
+bool store_wants_hints(const store *s);
 
 #endif

@@ -341,7 +341,9 @@ int xcache_open(const gguf_ctx *g, const char *path, const store_opts *o, xcache
     c->g = g;
     c->f.fd = -1;
     c->k_used = expert_used(g);
-    c->prefetch_n = o->prefetch < 0 ? 0 : o->prefetch > 0 ? o->prefetch : 2 * c->k_used;
+    c->prefetch_n = o->prefetch < 0 ? -1 : o->prefetch;
+    c->pf_layer = -1;
+    c->no_hints = o->no_hints;
     c->kind = POLICY_DEFAULT;
     c->on_sample = o->on_sample;
     c->sample_ctx = o->sample_ctx;
@@ -376,11 +378,10 @@ void xcache_close(xcache *c)
         for (int e = 0; L->e && e < L->n_expert; e++)
             free(L->e[e].msg);
         free(L->e);
-        free(L->last);
-        free(L->pred);
-        free(L->freq);
     }
     free(c->L);
+    xpred_destroy(c->pred);
+    free(c->pf_list);
     policy_destroy(c->pol);
     if (c->slots)
         munmap(c->slots, (size_t)c->n_slots * c->slot_bytes);
