@@ -25,10 +25,10 @@
  *             cancels it; the engine frees its slot at the next step.
  *
  *   scheduling  up to n_parallel jobs run at once; every engine step
- *             advances each of them by one forward call's worth of tokens
- *             (a chunk of prompt, or one generated token), so a new job
- *             joins at the next step and a finished one leaves (continuous
- *             batching). Beyond n_parallel, up to n_queue jobs wait in FIFO
+ *             advances all of them (a chunk of prompt, or one generated
+ *             token, each) in one forward call that reads each weight once
+ *             for all, so a new job joins at the next step and a finished
+ *             one leaves (continuous batching). Beyond n_parallel, up to n_queue jobs wait in FIFO
  *             order; one more is refused with SW_EBUSY.
  *
  *   sessions  each running job is bound to a session: a KV cache and the
@@ -306,7 +306,9 @@ typedef struct sw_engine_stats {
     uint64_t evictions;
     uint64_t jobs_started, jobs_finished, jobs_cancelled, jobs_failed, jobs_rejected;
     uint64_t prompt_tokens, prompt_tokens_cached, gen_tokens;
-    uint64_t steps, forward_calls;
+    uint64_t steps, forward_calls; /* one forward call per step runs every active job */
+    uint64_t forward_seqs;  /* jobs advanced, summed over forward calls (/ calls: mean batch) */
+    uint64_t forward_tokens;/* tokens computed (prompt chunks and generated tokens) */
     double busy_s;          /* time in engine steps */
     sw_hist ttft, itl, queue_wait;
 } sw_engine_stats;

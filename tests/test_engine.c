@@ -102,20 +102,35 @@ TEST(engine_batches_jobs_without_changing_them)
         alone[i] = read_all(j);
         sw_job_release(j);
     }
+    sw_engine_stats before;
+    sw_engine_get_stats(e, &before);
+    CHECK_EQ(before.forward_seqs, before.forward_calls); /* alone: one job per call */
     sw_job *jobs[N];
     for (int i = 0; i < N; i++) /* 3 run, 2 wait, all join as others leave */
         CHECK(jobs[i] = submit(e, prompts[i], 40, NULL));
+    uint64_t computed = 0; /* prompt tokens not cached, generated tokens fed back */
     for (int i = 0; i < N; i++) {
         char *t = read_all(jobs[i]);
         CHECK_STR(t, alone[i]);
         free(t);
         free(alone[i]);
+        sw_job_stats js;
+        sw_job_get_stats(jobs[i], &js);
+        computed += (uint64_t)(js.n_prompt - js.n_cached + js.n_gen - 1);
         sw_job_release(jobs[i]);
     }
     sw_engine_stats st;
     sw_engine_get_stats(e, &st);
     CHECK_EQ(st.jobs_finished, 2 * N);
-    CHECK(st.forward_calls > st.steps); /* steps did advance several jobs */
+    /* one forward call per step, however many jobs run */
+    CHECK_EQ(st.forward_calls, st.steps);
+    uint64_t calls = st.forward_calls - before.forward_calls;
+    uint64_t seqs = st.forward_seqs - before.forward_seqs;
+    /* steps advanced several jobs together: N jobs of 40 tokens in well
+     * under N x 40 calls, and never more than 3 (--parallel) per call */
+    CHECKF(seqs > calls && calls < (uint64_t)N * 40 && seqs <= 3 * calls,
+           "%llu sequences in %llu calls", (unsigned long long)seqs, (unsigned long long)calls);
+    CHECK_EQ(st.forward_tokens - before.forward_tokens, computed);
     sw_engine_close(e);
 }
 

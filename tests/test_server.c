@@ -291,6 +291,10 @@ static void *stream_thread(void *arg)
     return NULL;
 }
 
+static double metric(int port, const char *name);
+
+/* Six streams on four slots give the text each gets alone, and the engine
+ * ran them batched: one forward call per step, several requests per call. */
 TEST(server_concurrent_streams_match_alone)
 {
     test_server s;
@@ -309,6 +313,9 @@ TEST(server_concurrent_streams_match_alone)
         CHECK_EQ(j.status, 200);
         alone[i] = j.text;
     }
+    double calls0 = metric(s.port, "spillway_engine_forward_calls_total");
+    double seqs0 = metric(s.port, "spillway_engine_forward_sequences_total");
+    CHECK(calls0 > 0 && seqs0 == calls0); /* one at a time so far */
     stream_job jobs[N];
     pthread_t th[N];
     for (int i = 0; i < N; i++) {
@@ -323,6 +330,14 @@ TEST(server_concurrent_streams_match_alone)
         free(jobs[i].text);
         free(alone[i]);
     }
+    double steps = metric(s.port, "spillway_engine_steps_total");
+    double calls = metric(s.port, "spillway_engine_forward_calls_total");
+    double seqs = metric(s.port, "spillway_engine_forward_sequences_total") - seqs0;
+    CHECK(steps == calls);
+    calls -= calls0;
+    CHECKF(seqs > calls && seqs <= 4 * calls, "%g requests advanced in %g forward calls", seqs,
+           calls);
+    CHECK(metric(s.port, "spillway_engine_forward_tokens_total") >= seqs);
     CHECK_EQ(ts_stop(&s), 0);
 }
 

@@ -299,7 +299,8 @@ int engine_load(sw_engine *e, sw_err *err)
     e->n_sess = e->opts.n_sessions;
     e->sess = calloc((size_t)e->n_sess, sizeof *e->sess);
     e->seqs = calloc((size_t)e->n_sess, sizeof *e->seqs);
-    if (!e->sess || !e->seqs)
+    e->mseqs = calloc((size_t)e->n_sess, sizeof *e->mseqs);
+    if (!e->sess || !e->seqs || !e->mseqs)
         return sw_errf(err, SW_ENOMEM, "out of memory");
     for (int i = 0; i < e->n_sess; i++)
         e->sess[i].id = i;
@@ -325,6 +326,7 @@ void sw_engine_close(sw_engine *e)
     session_free_all(e);
     free(e->sess);
     free(e->seqs);
+    free(e->mseqs);
     free(e->gv_piece);
     free(e->gv_len);
     free(e->gv_kind);

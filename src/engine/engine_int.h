@@ -137,6 +137,7 @@ struct sw_engine {
     session *sess;             /* [n_sess]; bookkeeping read under mu */
     int n_sess;
     step_seq *seqs;            /* [n_sess]: the step being run */
+    model_seq *mseqs;          /* [n_sess]: the same, as the one forward call sees it */
     size_t kv_used;            /* sum of hw * kv_bpp (engine thread writes under mu) */
 
     sw_engine_stats stats;     /* under mu */

@@ -9,18 +9,22 @@
  *      its prompt (prefill_chunk while others run, n_batch when alone), or
  *      the one token it sampled last — and cancelled ones finish here, so a
  *      disconnect frees its slot within one step;
- *   3. engine_forward() runs them all;
+ *   3. engine_forward() runs them all in one forward call;
  *   4. each job that got logits samples its next token (grammar mask
  *      first), which is detokenized, stop-matched and appended to its text;
  *   5. bookkeeping others can see (/slots, metrics) is published under mu.
  *
- * The batching seam. engine_forward() receives the whole step — every
- * sequence's KV cache, tokens and logits buffer — and today runs one
- * model_forward() per sequence. When the forward pass learns to take
- * several sequences (each appending to its own cache, one matrix product
- * for all their tokens), only that function changes: the scheduler already
- * hands it everything in one call, and nothing above it assumes the
- * sequences run one after another.
+ * Continuous batching. engine_forward() receives the whole step — every
+ * running job's KV cache, tokens and logits buffer, prompt chunks and
+ * decode tokens alike — and runs it as one model_forward_multi() call: each
+ * weight matrix is read once per step for all jobs, and in an MoE layer
+ * each chosen expert once for every job that routed to it (model.h). A job
+ * admitted at a step's start joins the batch in that step; one that
+ * finishes leaves it. Each job's logits are exactly those it would get alone, so
+ * greedy output does not depend on what else runs. A job whose step the
+ * model would refuse (model_seq_check) fails alone before the call; an
+ * error during the call fails every job in it (their caches may hold half
+ * a step, which finish_job discards).
  */
 #include "engine/engine_int.h"
 
@@ -30,12 +34,29 @@
 
 #include "util/log.h"
 
-/* The seam (see the header comment). */
-static void engine_forward(sw_engine *e, step_seq *seqs, int n)
+/* The step's forward call (see the header comment); returns how many
+ * sequences it ran (0: no call). */
+static int engine_forward(sw_engine *e, step_seq *seqs, int n)
 {
-    for (int i = 0; i < n; i++)
-        seqs[i].rc = model_forward(e->m, e->ms, seqs[i].kv, e->pool, seqs[i].tokens, seqs[i].n,
-                                   seqs[i].logits, MODEL_LOGITS_LAST, &seqs[i].err);
+    model_seq *q = e->mseqs;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        model_seq mq = {seqs[i].kv, seqs[i].tokens, seqs[i].n, seqs[i].logits,
+                        MODEL_LOGITS_LAST};
+        seqs[i].rc = model_seq_check(e->m, &mq, &seqs[i].err);
+        if (seqs[i].rc == 0)
+            q[k++] = mq;
+    }
+    if (!k)
+        return 0;
+    sw_err err = {0};
+    int rc = model_forward_multi(e->m, e->ms, e->pool, q, k, &err);
+    for (int i = 0; i < n && rc; i++)
+        if (seqs[i].rc == 0) {
+            seqs[i].rc = rc;
+            seqs[i].err = err;
+        }
+    return k;
 }
 
 /* --- finishing ------------------------------------------------------------ */
@@ -290,11 +311,13 @@ static void engine_step(sw_engine *e)
     for (int i = 0; i < e->n_sess; i++)
         if (e->sess[i].job && plan_seq(e, &e->sess[i], n_running, &seqs[n]))
             n++;
-    engine_forward(e, seqs, n);
+    int n_run = engine_forward(e, seqs, n);
     double now = engine_now();
     pthread_mutex_lock(&e->mu);
     for (int i = 0; i < n; i++) {
         session *s = seqs[i].s;
+        if (seqs[i].rc == 0)
+            e->stats.forward_tokens += (uint64_t)seqs[i].n;
         if (seqs[i].rc == 0 && session_push_tokens(s, seqs[i].tokens, seqs[i].n) < 0)
             seqs[i].rc = sw_errf(&seqs[i].err, SW_ENOMEM, "out of memory");
         if (seqs[i].rc == 0 && s->phase == SESS_PREFILL)
@@ -302,7 +325,8 @@ static void engine_step(sw_engine *e)
         session_account(e, s);
     }
     e->stats.steps++;
-    e->stats.forward_calls += (uint64_t)n;
+    e->stats.forward_calls += n_run > 0;
+    e->stats.forward_seqs += (uint64_t)n_run;
     pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < n; i++) {
         session *s = seqs[i].s;

@@ -3,8 +3,9 @@
  * position so far, for every layer.
  *
  * A cache belongs to a conversation, not to the model or to the forward
- * pass's scratch: the engine keeps one per session and hands the one it is
- * running to model_forward(), so many sequences share one model_state.
+ * pass's scratch: the engine keeps one per session and hands those it is
+ * running to model_forward_multi() together (one step for all of them), so
+ * many sequences share one model_state.
  *
  *   positions   [0, kv_cache_pos) hold the sequence; model_forward appends.
  *   truncation  kv_cache_truncate(kv, n) keeps the first n positions, so a

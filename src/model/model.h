@@ -19,12 +19,26 @@
  *
  * A forward call takes three things: the model (configuration and weights,
  * read-only), a model_state (scratch for one step, reusable for any
- * sequence) and a kv_cache (kv_cache.h: one sequence's keys and values,
+ * sequences) and a kv_cache (kv_cache.h: one sequence's keys and values,
  * owned by whoever owns the conversation). It appends n tokens at the
  * cache's current position. Prefill of many tokens uses matrix-matrix
  * products (each weight row is loaded once and used for the whole batch);
  * every row is computed exactly as a one-token step would compute it, so
  * batched and token-by-token runs agree bit for bit.
+ *
+ * Several sequences in one step (model_forward_multi). A server decoding
+ * for N users would otherwise stream every weight, and read every routed
+ * expert, N times per step. model_forward_multi takes N sequences — each
+ * its own kv_cache, tokens, logits and flags, e.g. one user's prompt chunk
+ * beside three others' single decode tokens — and puts all their tokens
+ * through each weight matrix in one product, each token at its own
+ * sequence's position (RoPE per token); attention runs per sequence against
+ * its own cache (all sequences' tasks in one pool job); an MoE layer routes
+ * all the step's tokens together and plans and requests the union of their
+ * experts once, so one expert read serves every sequence that chose it.
+ * Since products are row-independent and attention depends only on a
+ * query's own sequence and position, each sequence's logits are the bits
+ * model_forward would give it alone. model_forward is the one-sequence case.
  *
  * Activations are float32. Matrix products go through quant_matmul (the
  * activations converted to the weight type's activation type, as llama.cpp
@@ -120,16 +134,26 @@ const char *model_supported_archs(void);
  * on the thread running model_forward, after the layer's routing and before
  * any expert of it is requested from the store; the pointers are valid only
  * during the call. The hook must not call back into the model.
+ *
+ * A step is one internal step of a forward call (at most n_batch tokens).
+ * With one sequence its tokens are consecutive: token t is at pos + t. A
+ * step of model_forward_multi holds the tokens of n_seq sequences, sequence
+ * after sequence in the order of the call's seqs (each one's in position
+ * order); then pos is -1 and seq / token_pos say where each token belongs.
+ * Those two arrays are filled in either case.
  */
 typedef struct model_route {
     int layer;
-    int pos;              /* position of the step's first token */
-    int n_tokens;         /* tokens in the step; token t is at pos + t */
+    int pos;              /* position of the step's first token; -1 if n_seq > 1 */
+    int n_tokens;         /* tokens in the step */
     int n_expert;         /* experts in the layer */
     int n_used;           /* experts per token (top-k) */
     const int *experts;   /* [n_tokens][n_used] chosen experts, best first */
     const float *weights; /* [n_tokens][n_used] their mixing weights */
     const float *logits;  /* [n_tokens][n_expert] router logits (bias included) */
+    int n_seq;            /* sequences with tokens in the step (1 for model_forward) */
+    const int *seq;       /* [n_tokens] index into the call's seqs of each token's sequence */
+    const int *token_pos; /* [n_tokens] each token's position in its own sequence */
 } model_route;
 
 typedef void (*model_route_fn)(void *ctx, const model_route *route);
@@ -159,5 +183,31 @@ enum {
  * of the sequence (kv_cache_pos). */
 int model_forward(model *m, model_state *s, kv_cache *kv, sw_pool *pool, const int32_t *tokens,
                   int n, float *logits, int flags, sw_err *err);
+
+/* One sequence's share of a model_forward_multi call. */
+typedef struct model_seq {
+    kv_cache *kv;          /* its cache (a cache made for the model) */
+    const int32_t *tokens; /* [n] appended at kv_cache_pos(kv).. */
+    int n;                 /* >= 1 */
+    float *logits;         /* NULL, or as model_forward's for flags */
+    int flags;             /* MODEL_LOGITS_* */
+} model_seq;
+
+/* Checks what model_forward_multi would refuse about one sequence (no
+ * tokens, a token outside the vocabulary, more tokens than its context has
+ * room for, another model's cache): 0, or SW_EINVAL with the reason. */
+int model_seq_check(const model *m, const model_seq *q, sw_err *err);
+
+/* Runs seqs[0..n_seq) together (design comment above): every sequence's
+ * tokens are appended to its own cache, and its logits are exactly those
+ * model_forward would give it alone, whatever the other sequences, n_batch
+ * or the pool. Each cache may appear once. A call whose tokens exceed
+ * n_batch runs as several internal steps, each taking the next n_batch
+ * tokens in seqs order (a sequence may be split between steps). Nothing
+ * runs if a sequence fails model_seq_check (the message names it); on an
+ * error while running, each sequence keeps the positions of the internal
+ * steps that completed. */
+int model_forward_multi(model *m, model_state *s, sw_pool *pool, const model_seq *seqs, int n_seq,
+                        sw_err *err);
 
 #endif

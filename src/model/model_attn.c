@@ -25,6 +25,12 @@
  * state in s->att_part, and the states are merged afterwards in the same
  * order, by the same code, as a task that walks all segments itself does.
  *
+ * Several sequences (model_forward_multi): each is a job of its own — its
+ * rows of the step's q and att, its cache, its position — and the tasks of
+ * all of them form one pool job, so sixteen one-token decodes keep the
+ * threads as busy as one long prefill. Whether a sequence splits its
+ * segments is decided from the whole step's task count.
+ *
  * Exactness: what a query computes depends only on its own position and the
  * fixed grid of chunks and segments (aligned to multiples of their sizes),
  * never on the other queries of its task, the tile, the split, the thread,
@@ -42,15 +48,21 @@
 #define ATT_TILE 16         /* tokens per task */
 #define ATT_SPLIT_TOKENS 4  /* steps of at most this many tokens may split segments */
 
+/* One sequence's attention in a layer: its n tokens are the rows q, att of
+ * the step's scratch. */
 struct attn_job {
     model_state *s;
     const kv_cache *kv;
     const layer_weights *L;
     int layer, n, pos;
+    const float *q; /* [n][n_head * head_dim] */
+    float *att;     /* [n][n_head * head_dim_v] */
     int n_tiles;
     int n_seg;  /* segments up to the step's last position */
     int seg0;   /* the first segment any token of the step sees */
-    bool split; /* one task per segment, states left in s->att_part */
+    bool split; /* one task per segment, states left in part */
+    float *part;/* split: [n][n_head][n_seg][2 + head_dim_v] (in s->att_part) */
+    int task0;  /* its first task in the layer's pool job */
 };
 
 /* A thread's scratch. TG = ATT_TILE * (query heads per KV head). */
@@ -64,6 +76,11 @@ struct attn_scratch {
     float *rm;   /* [TG] the query's result so far: maximum */
     float *rl;   /* [TG] and sum of weights (the output holds the values) */
 };
+
+size_t attn_job_size(void)
+{
+    return sizeof(struct attn_job);
+}
 
 size_t attn_scratch_floats(const model_config *c)
 {
@@ -86,12 +103,6 @@ static struct attn_scratch scratch_of(const model_state *s, int thread)
     a.rm = a.acc + tg * (size_t)c->head_dim_v;
     a.rl = a.rm + tg;
     return a;
-}
-
-size_t attn_part_floats(const model_config *c, int n_ctx)
-{
-    size_t n_seg = (size_t)(n_ctx + ATT_SEG - 1) / ATT_SEG;
-    return (size_t)ATT_SPLIT_TOKENS * c->n_head * n_seg * (2 + (size_t)c->head_dim_v);
 }
 
 /* First position token p may see. */
@@ -137,7 +148,7 @@ static void result_init(const struct attn_job *j, int t, int head, float *M, flo
 {
     const model_config *c = &j->s->m->cfg;
     const float *sinks = j->L->sinks.data;
-    memset(j->s->att + ((size_t)t * c->n_head + head) * c->head_dim_v, 0,
+    memset(j->att + ((size_t)t * c->n_head + head) * c->head_dim_v, 0,
            sizeof(float) * c->head_dim_v);
     *M = sinks ? sinks[head] : -INFINITY;
     *L = sinks ? 1.0f : 0.0f;
@@ -174,7 +185,7 @@ static void segment_run(const struct attn_job *j, const struct attn_scratch *a, 
                 continue;
             for (int h = 0; h < G; h++) {
                 int qi = (t - t0) * G + h;
-                const float *q = j->s->q + ((size_t)t * c->n_head + g * G + h) * hd;
+                const float *q = j->q + ((size_t)t * c->n_head + g * G + h) * hd;
                 attn_chunk(vk, c, q, K + (size_t)(qa - lo) * hd, V + (size_t)(qa - lo) * hdv,
                            qb - qa, a->sc, &a->mx[qi], &a->sum[qi], a->acc + (size_t)qi * hdv);
             }
@@ -183,9 +194,8 @@ static void segment_run(const struct attn_job *j, const struct attn_scratch *a, 
 }
 
 /* KV head g, tile `tile`, every segment: the finished attention output. */
-static void attn_task(void *arg, int task, int n_tasks, int thread)
+static void attn_task(const struct attn_job *j, int task, int thread)
 {
-    const struct attn_job *j = arg;
     const model_config *c = &j->s->m->cfg;
     const model_vec *vk = model_vec_get();
     int H = c->n_head_kv, G = c->n_head / H, hdv = c->head_dim_v;
@@ -203,14 +213,14 @@ static void attn_task(void *arg, int task, int n_tasks, int thread)
         for (int t = t0; t < t1; t++)
             for (int h = 0; h < G; h++) {
                 int qi = (t - t0) * G + h;
-                float *out = j->s->att + ((size_t)t * c->n_head + g * G + h) * hdv;
+                float *out = j->att + ((size_t)t * c->n_head + g * G + h) * hdv;
                 merge_segment(vk, hdv, &a.rm[qi], &a.rl[qi], out, a.mx[qi], a.sum[qi],
                               a.acc + (size_t)qi * hdv);
             }
     }
     for (int t = t0; t < t1; t++)
         for (int h = 0; h < G; h++)
-            vk->scale(j->s->att + ((size_t)t * c->n_head + g * G + h) * hdv,
+            vk->scale(j->att + ((size_t)t * c->n_head + g * G + h) * hdv,
                       1.0f / a.rl[(t - t0) * G + h], hdv);
 }
 
@@ -219,13 +229,12 @@ static float *part_of(const struct attn_job *j, int t, int head, int seg)
 {
     const model_config *c = &j->s->m->cfg;
     size_t q = (size_t)t * c->n_head + head;
-    return j->s->att_part + (q * j->n_seg + seg) * (2 + (size_t)c->head_dim_v);
+    return j->part + (q * j->n_seg + seg) * (2 + (size_t)c->head_dim_v);
 }
 
 /* KV head g, one segment, all tokens of the (short) step: states only. */
-static void attn_split_task(void *arg, int task, int n_tasks, int thread)
+static void attn_split_task(const struct attn_job *j, int task, int thread)
 {
-    const struct attn_job *j = arg;
     const model_config *c = &j->s->m->cfg;
     int H = c->n_head_kv, G = c->n_head / H, hdv = c->head_dim_v;
     int g = task % H, seg = j->seg0 + task / H;
@@ -249,7 +258,7 @@ static void attn_split_merge(const struct attn_job *j)
     int hdv = c->head_dim_v;
     for (int t = 0; t < j->n; t++)
         for (int head = 0; head < c->n_head; head++) {
-            float M, L, *out = j->s->att + ((size_t)t * c->n_head + head) * hdv;
+            float M, L, *out = j->att + ((size_t)t * c->n_head + head) * hdv;
             result_init(j, t, head, &M, &L);
             for (int seg = j->seg0; seg < j->n_seg; seg++) {
                 const float *p = part_of(j, t, head, seg);
@@ -259,32 +268,121 @@ static void attn_split_merge(const struct attn_job *j)
         }
 }
 
-int attn_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err)
+/* Tasks of job j in the layer's pool job. */
+static int job_tasks(const struct attn_job *j)
 {
-    const model_config *c = &s->m->cfg;
-    kv_cache *kv = s->kv;
-    int H = c->n_head_kv, threads = sw_pool_size(pool);
-    kv_cache_store(kv, layer, kv->pos, n, s->k, s->v);
-    if ((s->m->compat & MODEL_COMPAT_FLASH_ATTN) && kv_cache_type(kv) != QT_Q8_0)
-        return attn_fa_layer(s, pool, layer, n, err); /* model_attn_fa.c */
-    const layer_weights *L = &s->m->w.layers[layer];
-    struct attn_job j = {s, kv, L, layer, n, kv->pos, (n + ATT_TILE - 1) / ATT_TILE,
-                         (kv->pos + n - 1) / ATT_SEG + 1, window_lo(c, L, kv->pos) / ATT_SEG,
-                         false};
-    j.split = n <= ATT_SPLIT_TOKENS && j.n_seg - j.seg0 > 1 && H * j.n_tiles < 2 * threads;
-    if (!j.split) {
-        sw_pool_run(pool, attn_task, &j, j.n_tiles * H);
-        return 0;
+    int H = j->s->m->cfg.n_head_kv;
+    return j->split ? (j->n_seg - j->seg0) * H : j->n_tiles * H;
+}
+
+struct attn_all {
+    struct attn_job *jobs;
+    int n_jobs;
+};
+
+/* Task `task` of the layer: found by bisection over the jobs' first tasks. */
+static void attn_any_task(void *arg, int task, int n_tasks, int thread)
+{
+    const struct attn_all *a = arg;
+    int lo = 0, hi = a->n_jobs - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (a->jobs[mid].task0 <= task)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
-    size_t need = attn_part_floats(c, kv->n_ctx);
-    if (s->att_part_size < need) {
-        float *p = realloc(s->att_part, sizeof(float) * need);
+    const struct attn_job *j = &a->jobs[lo];
+    (void)n_tasks;
+    if (j->split)
+        attn_split_task(j, task - j->task0, thread);
+    else
+        attn_task(j, task - j->task0, thread);
+}
+
+/* Room for part_floats floats in s->att_part (grows only). */
+static int ensure_room(model_state *s, size_t part_floats, sw_err *err)
+{
+    if (s->att_part_size < part_floats) {
+        float *p = realloc(s->att_part, sizeof(float) * part_floats);
         if (!p)
             return sw_errf(err, SW_ENOMEM, "attention: out of memory");
         s->att_part = p;
-        s->att_part_size = need;
+        s->att_part_size = part_floats;
     }
-    sw_pool_run(pool, attn_split_task, &j, (j.n_seg - j.seg0) * H);
-    attn_split_merge(&j);
+    return 0;
+}
+
+/* MODEL_COMPAT_FLASH_ATTN applies when no part has a Q8_0 cache. */
+static bool flash_parity(const model_state *s, const step_part *parts, int n_parts)
+{
+    if (!(s->m->compat & MODEL_COMPAT_FLASH_ATTN))
+        return false;
+    for (int i = 0; i < n_parts; i++)
+        if (kv_cache_type(parts[i].kv) == QT_Q8_0)
+            return false;
+    return true;
+}
+
+int attn_layer(model_state *s, sw_pool *pool, int layer, const step_part *parts, int n_parts,
+               sw_err *err)
+{
+    const model_config *c = &s->m->cfg;
+    const layer_weights *L = &s->m->w.layers[layer];
+    int H = c->n_head_kv, threads = sw_pool_size(pool);
+    size_t nq = (size_t)c->n_head * c->head_dim, nk = (size_t)H * c->head_dim;
+    size_t nv = (size_t)H * c->head_dim_v, na = (size_t)c->n_head * c->head_dim_v;
+    if (flash_parity(s, parts, n_parts)) {
+        for (int i = 0; i < n_parts; i++) {
+            const step_part *p = &parts[i];
+            kv_cache_store(p->kv, layer, p->pos, p->n, s->k + (size_t)p->t0 * nk,
+                           s->v + (size_t)p->t0 * nv);
+            int rc = attn_fa_layer(s, pool, layer, p, err); /* model_attn_fa.c */
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    struct attn_job *jobs = s->att_jobs;
+    int all_tasks = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const step_part *p = &parts[i];
+        kv_cache_store(p->kv, layer, p->pos, p->n, s->k + (size_t)p->t0 * nk,
+                       s->v + (size_t)p->t0 * nv);
+        jobs[i] = (struct attn_job){s, p->kv, L, layer, p->n, p->pos,
+                                    s->q + (size_t)p->t0 * nq, s->att + (size_t)p->t0 * na,
+                                    (p->n + ATT_TILE - 1) / ATT_TILE,
+                                    (p->pos + p->n - 1) / ATT_SEG + 1,
+                                    window_lo(c, L, p->pos) / ATT_SEG, false, NULL, 0};
+        all_tasks += jobs[i].n_tiles * H;
+    }
+    /* Segments become tasks of their own for short sequences with several
+     * of them when the whole step would leave threads idle otherwise. */
+    size_t part_floats = 0;
+    for (int i = 0; i < n_parts; i++) {
+        struct attn_job *j = &jobs[i];
+        j->split = j->n <= ATT_SPLIT_TOKENS && j->n_seg - j->seg0 > 1 && all_tasks < 2 * threads;
+        if (j->split)
+            part_floats += (size_t)j->n * c->n_head * j->n_seg * (2 + (size_t)c->head_dim_v);
+    }
+    int rc = ensure_room(s, part_floats, err);
+    if (rc)
+        return rc;
+    int task = 0;
+    part_floats = 0;
+    for (int i = 0; i < n_parts; i++) {
+        struct attn_job *j = &jobs[i];
+        j->task0 = task;
+        task += job_tasks(j);
+        if (j->split) {
+            j->part = s->att_part + part_floats;
+            part_floats += (size_t)j->n * c->n_head * j->n_seg * (2 + (size_t)c->head_dim_v);
+        }
+    }
+    struct attn_all a = {jobs, n_parts};
+    sw_pool_run(pool, attn_any_task, &a, task);
+    for (int i = 0; i < n_parts; i++)
+        if (jobs[i].split)
+            attn_split_merge(&jobs[i]);
     return 0;
 }

@@ -38,6 +38,8 @@ struct fa_job {
     const kv_cache *kv;
     const layer_weights *L;
     int layer, pos;
+    const float *q; /* [n][n_head * head_dim] the part's queries */
+    float *att;     /* [n][n_head * head_dim_v] its output rows */
     bool f16; /* F16 cache: round the query and the value buffer to F16 */
 };
 
@@ -60,7 +62,7 @@ static void mad_acc(float *acc, const float *v, float w, int n, bool f16)
         acc[j] = f16 ? round_f16(fmaf(v[j], w, acc[j])) : fmaf(v[j], w, acc[j]);
 }
 
-/* Query t, head h: the attention output into s->att. */
+/* Query t, head h of the part: its attention output row. */
 static void fa_task(void *arg, int task, int n_tasks, int thread)
 {
     const struct fa_job *j = arg;
@@ -72,7 +74,7 @@ static void fa_task(void *arg, int task, int n_tasks, int thread)
     int lo = j->L->is_swa && p - c->n_swa + 1 > 0 ? p - c->n_swa + 1 : 0;
     float q[FA_MAX_HEAD], kf[FA_MAX_HEAD], vf[FA_MAX_HEAD], acc[FA_MAX_HEAD];
 
-    const float *q32 = j->s->q + ((size_t)t * c->n_head + h) * hd;
+    const float *q32 = j->q + ((size_t)t * c->n_head + h) * hd;
     for (int i = 0; i < hd; i++)
         q[i] = j->f16 ? round_f16(q32[i]) : q32[i];
     for (int i = 0; i < hdv; i++)
@@ -107,21 +109,27 @@ static void fa_task(void *arg, int task, int n_tasks, int thread)
             S += expf(ss - M);
         }
     }
-    float *out = j->s->att + ((size_t)t * c->n_head + h) * hdv;
+    float *out = j->att + ((size_t)t * c->n_head + h) * hdv;
     for (int i = 0; i < hdv; i++)
         out[i] = acc[i];
     vk->scale(out, S == 0.0f ? 0.0f : 1.0f / S, hdv);
 }
 
-int attn_fa_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err)
+int attn_fa_layer(model_state *s, sw_pool *pool, int layer, const step_part *p, sw_err *err)
 {
     const model_config *c = &s->m->cfg;
     if (c->head_dim > FA_MAX_HEAD || c->head_dim_v > FA_MAX_HEAD)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "flash-attention parity mode: heads of %d / %d exceed %d", c->head_dim,
                        c->head_dim_v, FA_MAX_HEAD);
-    struct fa_job j = {s, s->kv, &s->m->w.layers[layer], layer, s->kv->pos,
-                       kv_cache_type(s->kv) == QT_F16};
-    sw_pool_run(pool, fa_task, &j, n * c->n_head);
+    struct fa_job j = {s,
+                       p->kv,
+                       &s->m->w.layers[layer],
+                       layer,
+                       p->pos,
+                       s->q + (size_t)p->t0 * c->n_head * c->head_dim,
+                       s->att + (size_t)p->t0 * c->n_head * c->head_dim_v,
+                       kv_cache_type(p->kv) == QT_F16};
+    sw_pool_run(pool, fa_task, &j, p->n * c->n_head);
     return 0;
 }

@@ -232,7 +232,8 @@ static int ffn_moe(const model *m, model_state *s, sw_pool *pool, int il, int n,
                     s->sel_w + (size_t)t * K);
     int n_chosen = group_by_expert(c, s, n);
     if (m->route_fn) {
-        model_route r = {il, s->kv->pos, n, E, K, s->sel, s->sel_w, s->router};
+        model_route r = {il, s->route_pos, n, E, K, s->sel, s->sel_w, s->router,
+                         s->route_n_seq, s->tok_seq, s->tok_pos};
         m->route_fn(m->route_ctx, &r);
     }
     if (n == 1 && (rc = hint_next_layer(m, s, pool, il, err)))

@@ -15,7 +15,16 @@
  *
  * Longer inputs are cut into steps; the KV cache carries what came before.
  * The state holds only scratch, sized by n_batch, so one state serves every
- * cache (conversation) in turn; nothing is allocated per token.
+ * cache (conversation); nothing is allocated per token.
+ *
+ * Several sequences (model_forward_multi; model_forward is the case of
+ * one): a step's rows are the tokens of its parts — each a run of one
+ * sequence's tokens at that sequence's positions — one after another.
+ * Embedding, norms, every product and the FFN (MoE routing included) see
+ * only rows; RoPE takes each row's own position; attention takes each part
+ * against its own cache (attn_layer); each part's cache advances when the
+ * step ends, and the rows that want logits share one product with the
+ * output matrix.
  */
 #include "model/model_int.h"
 
@@ -40,6 +49,11 @@ void model_state_free(model_state *s)
                      s->xr, s->att_tmp, s->att_part};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
+    free(s->lg);
+    free(s->parts);
+    free(s->att_jobs);
+    free(s->tok_seq);
+    free(s->tok_pos);
     free(s->sel);
     free(s->by_exp);
     free(s->exp_start);
@@ -96,6 +110,9 @@ int model_state_new(const model *m, const model_state_opts *o, model_state **out
         ok &= s->sel && s->by_exp && s->exp_start && s->exp_fill && s->exp_list;
     }
     s->ye = falloc(R, D, &ok); /* routed experts' and shared expert's output */
+    s->tok_seq = malloc(sizeof(int) * B);
+    s->tok_pos = malloc(sizeof(int) * B);
+    ok &= s->tok_seq && s->tok_pos;
     if (m->compat & MODEL_COMPAT_LLAMACPP)
         s->xr = falloc(B, (size_t)max3(c->n_embd, (int)F, c->n_head * c->head_dim_v), &ok);
     if (!ok) {
@@ -192,25 +209,97 @@ static void add_residual(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
-/* One step of n <= n_batch tokens. logits: [n_out][n_vocab] for the last
- * n_out tokens of the step (n_out may be 0). */
-static int forward_step(model *m, model_state *s, sw_pool *pool, const int32_t *tokens, int n,
-                        float *logits, int n_out, sw_err *err)
+/* Rows of s->lg (grows only). */
+static int ensure_lg(model_state *s, int rows, sw_err *err)
+{
+    if (s->lg_rows >= rows)
+        return 0;
+    float *p = realloc(s->lg, sizeof(float) * (size_t)rows * (size_t)s->m->cfg.n_vocab);
+    if (!p)
+        return sw_errf(err, SW_ENOMEM, "model state: out of memory for logits");
+    s->lg = p;
+    s->lg_rows = rows;
+    return 0;
+}
+
+/* Rows of logits computed together when several sequences want some. */
+#define OUT_ROWS 64
+
+/* The logits the parts want: the final norm of their last n_out rows, then
+ * one product with the output matrix. One part's go straight to its
+ * buffer; several parts' rows are gathered, multiplied OUT_ROWS at a time
+ * into s->lg and copied out. */
+static int output_logits(model *m, model_state *s, sw_pool *pool, const step_part *parts,
+                         int n_parts, sw_err *err)
+{
+    const model_config *c = &m->cfg;
+    int D = c->n_embd, V = c->n_vocab, n_out = 0, n_with = 0, only = -1;
+    for (int i = 0; i < n_parts; i++)
+        if (parts[i].n_out) {
+            n_out += parts[i].n_out;
+            n_with++;
+            only = i;
+        }
+    if (!n_with)
+        return 0;
+    for (int i = 0, row = 0; i < n_parts; i++) {
+        const step_part *p = &parts[i];
+        if (!p->n_out)
+            continue;
+        const float *last = s->x + (size_t)(p->t0 + p->n - p->n_out) * D;
+        ops_rmsnorm_rows(pool, s->xn + (size_t)row * D, last, m->w.output_norm.data, p->n_out, D,
+                         c->norm_eps);
+        row += p->n_out;
+    }
+    if (n_with == 1)
+        return mat_mul(s, pool, &m->w.output, s->xn, n_out, parts[only].logits, err);
+    int rc = ensure_lg(s, n_out < OUT_ROWS ? n_out : OUT_ROWS, err);
+    if (rc)
+        return rc;
+    int pi = 0, pr = 0; /* the part and its row the next copied row belongs to */
+    for (int r0 = 0; r0 < n_out; r0 += OUT_ROWS) {
+        int nr = n_out - r0 < OUT_ROWS ? n_out - r0 : OUT_ROWS;
+        if ((rc = mat_mul(s, pool, &m->w.output, s->xn + (size_t)r0 * D, nr, s->lg, err)))
+            return rc;
+        for (int r = 0; r < nr; r++) {
+            while (pr == parts[pi].n_out) {
+                pi++;
+                pr = 0;
+            }
+            memcpy(parts[pi].logits + (size_t)pr * V, s->lg + (size_t)r * V, sizeof(float) * V);
+            pr++;
+        }
+    }
+    return 0;
+}
+
+/* One internal step: the parts' n <= n_batch tokens, rows in parts order,
+ * through every block; then each part's cache advances and its logits (if
+ * any) are computed. */
+static int forward_step(model *m, model_state *s, sw_pool *pool, const step_part *parts,
+                        int n_parts, int n, sw_err *err)
 {
     const model_config *c = &m->cfg;
     const model_weights *w = &m->w;
     int D = c->n_embd, rc;
-    int pos = s->kv->pos;
-    for (int t = 0; t < n; t++) {
-        ops_row_to_float(&w->tok_embd, tokens[t], s->x + (size_t)t * D);
-        ops_rope_table(m, pos + t, s->rope_cs + (size_t)t * c->n_rot);
+    for (int i = 0; i < n_parts; i++) {
+        const step_part *p = &parts[i];
+        for (int t = 0; t < p->n; t++) {
+            int row = p->t0 + t;
+            ops_row_to_float(&w->tok_embd, p->tokens[t], s->x + (size_t)row * D);
+            ops_rope_table(m, p->pos + t, s->rope_cs + (size_t)row * c->n_rot);
+            s->tok_seq[row] = p->seq;
+            s->tok_pos[row] = p->pos + t;
+        }
     }
+    s->route_pos = n_parts == 1 ? parts[0].pos : -1;
+    s->route_n_seq = n_parts;
     for (int il = 0; il < c->n_layer; il++) {
         const layer_weights *L = &w->layers[il];
         ops_rmsnorm_rows(pool, s->xn, s->x, L->attn_norm.data, n, D, c->norm_eps);
         if ((rc = qkv_layer(m, s, pool, L, n, err)))
             return rc;
-        if ((rc = attn_layer(s, pool, il, n, err)))
+        if ((rc = attn_layer(s, pool, il, parts, n_parts, err)))
             return rc;
         if ((rc = mat_mul(s, pool, &L->wo, s->att, n, s->out, err)))
             return rc;
@@ -222,47 +311,109 @@ static int forward_step(model *m, model_state *s, sw_pool *pool, const int32_t *
             return rc;
         add_residual(s->x, s->out, (size_t)n * D);
     }
-    s->kv->pos += n;
-    if (!n_out)
+    for (int i = 0; i < n_parts; i++)
+        parts[i].kv->pos += parts[i].n;
+    return output_logits(m, s, pool, parts, n_parts, err);
+}
+
+int model_seq_check(const model *m, const model_seq *q, sw_err *err)
+{
+    const model_config *c = &m->cfg;
+    if (q->n <= 0)
+        return sw_errf(err, SW_EINVAL, "forward: no tokens");
+    if (!q->kv)
+        return sw_errf(err, SW_EINVAL, "forward: no KV cache");
+    if (q->kv->m != m)
+        return sw_errf(err, SW_EINVAL, "forward: the KV cache belongs to another model");
+    if (q->n > q->kv->n_ctx - q->kv->pos)
+        return sw_errf(err, SW_EINVAL, "forward: %d tokens at position %d exceed the context of %d",
+                       q->n, q->kv->pos, q->kv->n_ctx);
+    for (int i = 0; i < q->n; i++)
+        if (q->tokens[i] < 0 || q->tokens[i] >= c->n_vocab)
+            return sw_errf(err, SW_EINVAL, "forward: token %d (at %d) is not in the vocabulary "
+                           "of %d", q->tokens[i], i, c->n_vocab);
+    return 0;
+}
+
+/* Room for n parts in s->parts and s->att_jobs (grows only). */
+static int ensure_parts(model_state *s, int n, sw_err *err)
+{
+    if (s->parts_cap >= n)
         return 0;
-    const float *last = s->x + (size_t)(n - n_out) * D;
-    ops_rmsnorm_rows(pool, s->xn, last, w->output_norm.data, n_out, D, c->norm_eps);
-    return mat_mul(s, pool, &w->output, s->xn, n_out, logits, err);
+    step_part *p = realloc(s->parts, sizeof *p * (size_t)n);
+    if (p)
+        s->parts = p;
+    void *j = p ? realloc(s->att_jobs, attn_job_size() * (size_t)n) : NULL;
+    if (!j)
+        return sw_errf(err, SW_ENOMEM, "model state: out of memory");
+    s->att_jobs = j;
+    s->parts_cap = n;
+    return 0;
+}
+
+static int check_call(model *m, model_state *s, const model_seq *seqs, int n_seq, sw_err *err)
+{
+    if (n_seq <= 0)
+        return sw_errf(err, SW_EINVAL, "forward: no sequences");
+    if (s->m != m)
+        return sw_errf(err, SW_EINVAL, "forward: the state belongs to another model");
+    for (int i = 0; i < n_seq; i++) {
+        int rc = model_seq_check(m, &seqs[i], err);
+        if (rc)
+            return n_seq > 1 ? sw_err_prefix(err, "sequence %d", i) : rc;
+        for (int k = 0; k < i; k++)
+            if (seqs[k].kv == seqs[i].kv)
+                return sw_errf(err, SW_EINVAL, "forward: sequences %d and %d share a KV cache",
+                               k, i);
+    }
+    return 0;
+}
+
+/*
+ * Internal steps: the call's tokens, sequence after sequence, cut every
+ * n_batch tokens. A step's part of sequence i starts at token `from` of it;
+ * a part wants logits for the rows that are its sequence's outputs (all
+ * rows with MODEL_LOGITS_ALL, else the sequence's last token if it falls
+ * in this step).
+ */
+int model_forward_multi(model *m, model_state *s, sw_pool *pool, const model_seq *seqs, int n_seq,
+                        sw_err *err)
+{
+    int rc = check_call(m, s, seqs, n_seq, err);
+    if (rc || (rc = ensure_att_tmp(s, sw_pool_size(pool), err)) ||
+        (rc = ensure_parts(s, n_seq, err)))
+        return rc;
+    int V = m->cfg.n_vocab, si = 0, from = 0;
+    while (si < n_seq && !rc) {
+        int n = 0, n_parts = 0;
+        while (si < n_seq && n < s->n_batch) {
+            const model_seq *q = &seqs[si];
+            int take = q->n - from < s->n_batch - n ? q->n - from : s->n_batch - n;
+            step_part *p = &s->parts[n_parts];
+            *p = (step_part){q->kv, q->tokens + from, si, n, take, q->kv->pos, NULL, 0};
+            n_parts++;
+            if (q->logits && (q->flags & MODEL_LOGITS_ALL)) {
+                p->logits = q->logits + (size_t)from * V;
+                p->n_out = take;
+            } else if (q->logits && from + take == q->n) {
+                p->logits = q->logits;
+                p->n_out = 1;
+            }
+            n += take;
+            from += take;
+            if (from == q->n) {
+                si++;
+                from = 0;
+            }
+        }
+        rc = forward_step(m, s, pool, s->parts, n_parts, n, err);
+    }
+    return rc;
 }
 
 int model_forward(model *m, model_state *s, kv_cache *kv, sw_pool *pool, const int32_t *tokens,
                   int n, float *logits, int flags, sw_err *err)
 {
-    const model_config *c = &m->cfg;
-    if (n <= 0)
-        return sw_errf(err, SW_EINVAL, "forward: no tokens");
-    if (kv->m != m || s->m != m)
-        return sw_errf(err, SW_EINVAL, "forward: the KV cache or state belongs to another model");
-    if (n > kv->n_ctx - kv->pos)
-        return sw_errf(err, SW_EINVAL, "forward: %d tokens at position %d exceed the context of %d",
-                       n, kv->pos, kv->n_ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
-            return sw_errf(err, SW_EINVAL, "forward: token %d (at %d) is not in the vocabulary "
-                           "of %d", tokens[i], i, c->n_vocab);
-    int rc = ensure_att_tmp(s, sw_pool_size(pool), err);
-    if (rc)
-        return rc;
-    s->kv = kv;
-    for (int off = 0; off < n && !rc; off += s->n_batch) {
-        int nb = n - off < s->n_batch ? n - off : s->n_batch;
-        int last_step = off + nb == n;
-        float *out = NULL;
-        int n_out = 0;
-        if (logits && (flags & MODEL_LOGITS_ALL)) {
-            out = logits + (size_t)off * c->n_vocab;
-            n_out = nb;
-        } else if (logits && last_step) {
-            out = logits;
-            n_out = 1;
-        }
-        rc = forward_step(m, s, pool, tokens + off, nb, out, n_out, err);
-    }
-    s->kv = NULL;
-    return rc;
+    model_seq q = {kv, tokens, n, logits, flags};
+    return model_forward_multi(m, s, pool, &q, 1, err);
 }

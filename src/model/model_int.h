@@ -168,10 +168,32 @@ const float *kv_cache_rows_float(const kv_cache *kv, const uint8_t *row, int n, 
 /* Experts per token that a one-token MoE step handles in one job. */
 #define MODEL_MOE_ONE_MAX 32
 
+/* One sequence's tokens within an internal step of a forward call. */
+typedef struct step_part {
+    kv_cache *kv;
+    const int32_t *tokens; /* [n] */
+    int seq;         /* index in the call's seqs */
+    int t0, n;       /* its rows [t0, t0 + n) of the step's scratch */
+    int pos;         /* position of its first token (kv->pos until the step ends) */
+    float *logits;   /* NULL, or [n_out][n_vocab] for its last n_out tokens */
+    int n_out;
+} step_part;
+
+struct attn_job; /* model_attn.c */
+
 struct model_state {
     const model *m;
     int n_batch;
-    kv_cache *kv;    /* the cache of the forward call in progress */
+    /* the step in progress */
+    step_part *parts;   /* [parts_cap] its sequences' shares */
+    int parts_cap;
+    int *tok_seq;       /* [n_batch] each token's sequence (index in the call's seqs) */
+    int *tok_pos;       /* [n_batch] and position in it */
+    int route_pos;      /* model_route.pos: the first token's, or -1 for several sequences */
+    int route_n_seq;    /* model_route.n_seq */
+    struct attn_job *att_jobs; /* [parts_cap] attention per sequence */
+    float *lg;          /* [lg_rows][n_vocab] logits of several sequences before copying out */
+    int lg_rows;
     /* scratch for one step of up to n_batch tokens */
     float *x;        /* [n_batch][n_embd] residual stream */
     float *xn;       /* [n_batch][n_embd] normalised input of a block */
@@ -228,14 +250,17 @@ void ops_add_rows(float *y, const float *b, int m, int n);
 
 /* Floats of per-thread scratch attention needs. */
 size_t attn_scratch_floats(const model_config *c);
-/* Floats of s->att_part for a cache of n_ctx positions. */
-size_t attn_part_floats(const model_config *c, int n_ctx);
-/* Self-attention of one layer for s->q/k/v of n tokens at the cache's
- * position: stores K/V in s->kv, writes s->att. */
-int attn_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err);
-/* model_attn_fa.c: the same (K/V already stored) as llama.cpp's CPU flash
- * attention computes it, for MODEL_COMPAT_FLASH_ATTN with an F16/F32 cache. */
-int attn_fa_layer(model_state *s, sw_pool *pool, int layer, int n, sw_err *err);
+/* Bytes of one entry of s->att_jobs. */
+size_t attn_job_size(void);
+/* Self-attention of one layer for the step's parts (s->q/k/v rows of each
+ * at its cache's position): stores each part's K/V in its cache, writes
+ * s->att. All parts' tasks run as one pool job. */
+int attn_layer(model_state *s, sw_pool *pool, int layer, const step_part *parts, int n_parts,
+               sw_err *err);
+/* model_attn_fa.c: one part's attention (its K/V already stored) as
+ * llama.cpp's CPU flash attention computes it, for MODEL_COMPAT_FLASH_ATTN
+ * with an F16/F32 cache. */
+int attn_fa_layer(model_state *s, sw_pool *pool, int layer, const step_part *p, sw_err *err);
 
 /* --- model_ffn.c ---------------------------------------------------------- */
 

@@ -187,8 +187,15 @@ static void engine_series(server *s, strbuf *b)
             (double)st.jobs_rejected);
     counter(b, "spillway_engine_steps_total", "Engine steps (each advances every active request).",
             (double)st.steps);
-    counter(b, "spillway_engine_forward_calls_total", "Forward-pass calls.",
+    counter(b, "spillway_engine_forward_calls_total",
+            "Forward-pass calls (one per step, all active requests batched together).",
             (double)st.forward_calls);
+    counter(b, "spillway_engine_forward_sequences_total",
+            "Requests advanced by forward calls, summed (divided by the calls: mean batch).",
+            (double)st.forward_seqs);
+    counter(b, "spillway_engine_forward_tokens_total",
+            "Tokens computed by forward calls (prompt chunks and generated tokens).",
+            (double)st.forward_tokens);
     counter(b, "spillway_engine_busy_seconds_total", "Time the engine spent in steps.",
             st.busy_s);
 }
