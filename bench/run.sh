@@ -16,6 +16,9 @@
 # reused from there. A model larger than the RAM budget (MemTotal - 5 GiB, or
 # $BENCH_RAM_GB) gets fewer layers so that it stays in RAM; one that does not
 # fit on the disk gets 12 layers; the report says which.
+#
+# STREAM=1 adds bench/stream.sh's section (a model larger than its memory
+# cgroup, streamed against mmap and the disk's bound; needs root).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -234,6 +237,21 @@ EOF
     sed -e 's/^## /### /' -e "s| --out $tmp/swbench.md\`|\` (from bench/run.sh)|" \
         -e 's/^# spillway-bench$/## spillway-bench: matvec, tokenizer, expert reads/' "$tmp/swbench.md"
 } >"$tmp/report.md"
+# STREAM=1: the streaming benchmark too (bench/stream.sh: root, a memory
+# cgroup, dropped page caches; the machine's other work is disturbed)
+if [ "${STREAM:-0}" = 1 ]; then
+    smodel=${STREAM_MODEL:-$CACHE/qwen3-30b-a3b-q4_k_m.gguf}
+    {
+        echo
+        echo "## Streaming: qwen3-30b-a3b under ${STREAM_LIMIT:-8G}"
+        echo
+        if ! SPILLWAY=$SPILLWAY MODEL=$smodel LIMIT=${STREAM_LIMIT:-8G} THREADS=$THREADS \
+            sh bench/stream.sh; then
+            echo "bench/stream.sh failed (see the log)"
+            failures=$((failures + 1))
+        fi
+    } >>"$tmp/report.md"
+fi
 mkdir -p "$(dirname "$out")"
 mv "$tmp/report.md" "$out"
 echo "bench: wrote $out" >&2

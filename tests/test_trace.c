@@ -7,6 +7,9 @@
 
 #include "store/replay.h"
 #include "store/trace.h"
+#include "engine/generate.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
 
 static int load(trace *t, const char *rel)
 {
@@ -277,4 +280,205 @@ TEST(trace_malformed_files)
     trace_init(&t);
     CHECK_EQ(trace_load(&t, "/nonexistent/x.jsonl", &err), SW_EIO);
     trace_free(&t);
+}
+
+/* --- `spillway trace`: recording a model's routing ------------------------- */
+
+#define TINYMOE_Q8 "tinymoe/tinymoe-q8_0.gguf"
+
+/* Runs `spillway trace ARGS` with stderr into the test's folder; returns
+ * the exit status, *err the standard error (malloc'd). */
+static int spill_trace(const char *args, char **out, char **err)
+{
+    char cmd[8192], errpath[1024];
+    snprintf(errpath, sizeof errpath, "%s/stderr.txt", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s trace %s 2>'%s' </dev/null", test_bin(), args, errpath);
+    int rc = test_run(cmd, out);
+    *err = test_read_file(errpath, NULL);
+    if (!*err)
+        *err = strdup("");
+    return rc;
+}
+
+/* The step of (seq, token, layer), or NULL. */
+static const trace_step *find_step(const trace *t, uint32_t seq, int token, int layer)
+{
+    for (size_t i = t->seqs[seq].first; i < t->seqs[seq].first + t->seqs[seq].n_steps; i++)
+        if (t->steps[i].token == token && t->steps[i].layer == layer)
+            return &t->steps[i];
+    return NULL;
+}
+
+static int same_set(const uint16_t *a, const uint16_t *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int found = 0;
+        for (int j = 0; j < n; j++)
+            found |= a[i] == b[j];
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+TEST(trace_cli_tinymoe_teacher_forced)
+{
+    /* the prompt alone (-n 0): one row per token and layer, in the
+     * fixtures' shape; the fixture trace's first story begins with the
+     * same 9 tokens, so its rows for them name the same experts (the
+     * fixture was recorded from the unquantized weights: the order of
+     * near-tied experts may differ, the set does not) */
+    char path[1024], args[4096], *out, *err;
+    snprintf(path, sizeof path, "%s/t.jsonl", test_tmpdir());
+    snprintf(args, sizeof args, "'%s' -p 'Once upon a time, there was a' --out '%s'",
+             test_fixture(TINYMOE_Q8), path);
+    int rc = spill_trace(args, &out, &err);
+    CHECKF(rc == 0, "rc %d: %s", rc, err);
+    CHECK_STR(out, "");
+    CHECK_HAS(err, "9 tokens, 36 rows (4 layers, top-4 of 64)");
+    free(out);
+    free(err);
+    trace t, fx;
+    trace_init(&t);
+    trace_init(&fx);
+    sw_err e = {0};
+    CHECKF(trace_load(&t, path, &e) == 0, "%s", e.msg);
+    CHECK_EQ(load(&fx, "traces/tinymoe_routing.jsonl"), 0);
+    CHECK_EQ(t.n_seqs, 1);
+    CHECK_STR(t.seqs[0].dataset, "prompt");
+    CHECK_EQ(t.seqs[0].problem_id, 0);
+    CHECK_EQ(t.n_steps, 36);
+    CHECK_EQ(t.n_layers, 4);
+    CHECK_EQ(t.top_k, 4);
+    CHECK(t.n_experts <= 64);
+    CHECK_EQ(trace_n_tokens(&t), 9);
+    CHECK(engine_ordered(&t));
+    CHECK_EQ(fx.seqs[0].problem_id, 0);
+    for (size_t i = 0; i < t.n_steps; i++) {
+        const trace_step *s = &t.steps[i], *f = find_step(&fx, 0, s->token, s->layer);
+        CHECK(f && s->n == 4 && f->n == 4);
+        float sum = 0;
+        for (int k = 0; k < 4; k++) {
+            float p = t.probs[s->off + (uint32_t)k];
+            CHECK(p > 0 && (k == 0 || p <= t.probs[s->off + (uint32_t)k - 1]));
+            sum += p;
+        }
+        CHECKF(fabsf(sum - 1) < 1e-5f, "weights of token %d layer %d sum to %g", s->token,
+               s->layer, sum);
+        CHECKF(same_set(&t.experts[s->off], &fx.experts[f->off], 4),
+               "token %d layer %d: not the fixture's experts", s->token, s->layer);
+    }
+    trace_free(&t);
+    trace_free(&fx);
+}
+
+/* The routing of prompt + greedy generation, recorded in this process
+ * through the model's hook, as the trace's rows should hold it. */
+typedef struct hook_rows {
+    trace t;
+} hook_rows;
+
+static void hook_record(void *ctx, const model_route *r)
+{
+    hook_rows *h = ctx;
+    for (int i = 0; i < r->n_tokens; i++)
+        trace_add(&h->t, "prompt", 0, r->pos + i, r->layer, r->experts + i * r->n_used,
+                  r->weights + i * r->n_used, r->n_used, NULL);
+}
+
+TEST(trace_cli_rows_are_the_models_routing)
+{
+    char path[1024], args[4096], *out, *err;
+    snprintf(path, sizeof path, "%s/g.jsonl", test_tmpdir());
+    snprintf(args, sizeof args,
+             "'%s' -p 'Once upon a time, there was a little' -n 12 --mmap --out '%s'",
+             test_fixture(TINYMOE_Q8), path);
+    int rc = spill_trace(args, &out, &err);
+    CHECKF(rc == 0, "rc %d: %s", rc, err);
+    /* greedy, as llama.cpp continues it (fixtures README) */
+    CHECK_STR(out, " girl named Lily. She loved to play outside\n");
+    free(out);
+    free(err);
+
+    hook_rows h;
+    trace_init(&h.t);
+    sw_err e = {0};
+    generator *g = NULL;
+    generator_opts go = {.n_threads = 1};
+    CHECKF(generator_open(test_fixture(TINYMOE_Q8), &go, &g, &e) == 0, "%s", e.msg);
+    int32_t *ids = NULL;
+    int n = 0;
+    kv_cache *kv = NULL;
+    kv_cache_opts ko = {.n_ctx = 64};
+    CHECK(generator_encode(g, "Once upon a time, there was a little", false, &ids, &n, &e) == 0);
+    CHECK(kv_cache_new(generator_model(g), &ko, &kv, &e) == 0);
+    model_set_route_hook(generator_model(g), hook_record, &h);
+    generator_params gp = generator_default_params();
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 12;
+    CHECK(generator_run(g, kv, ids, n, &gp, NULL, NULL, &e) == 0);
+    free(ids);
+    kv_cache_free(kv);
+    generator_close(g);
+    CHECK(trace_finish(&h.t, &e) == 0);
+
+    trace t;
+    trace_init(&t);
+    CHECKF(trace_load(&t, path, &e) == 0, "%s", e.msg);
+    CHECK_EQ(trace_n_tokens(&t), (size_t)n + 12 - 1); /* the last token is never run */
+    CHECK_EQ(t.n_steps, h.t.n_steps);
+    CHECK_EQ(t.n_steps, 4 * trace_n_tokens(&t));
+    for (size_t i = 0; i < t.n_steps; i++) {
+        const trace_step *a = &t.steps[i], *b = &h.t.steps[i];
+        CHECK(a->token == b->token && a->layer == b->layer && a->n == b->n);
+        for (int k = 0; k < a->n; k++) {
+            CHECK_EQ(t.experts[a->off + (uint32_t)k], h.t.experts[b->off + (uint32_t)k]);
+            CHECK(t.probs[a->off + (uint32_t)k] == h.t.probs[b->off + (uint32_t)k]);
+        }
+    }
+    trace_free(&t);
+    trace_free(&h.t);
+}
+
+TEST(trace_cli_lines_and_errors)
+{
+    char path[1024], prompts[1024], args[4096], *out, *err;
+    snprintf(path, sizeof path, "%s/l.jsonl", test_tmpdir());
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", test_tmpdir());
+    FILE *f = fopen(prompts, "w");
+    CHECK(f);
+    fputs("Once upon a time\n\nTom and his dog\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "'%s' -f '%s' --lines --dataset stories -n 3 --quiet --out '%s'",
+             test_fixture(TINYMOE_Q8), prompts, path);
+    int rc = spill_trace(args, &out, &err);
+    CHECKF(rc == 0, "rc %d: %s", rc, err);
+    CHECK_STR(out, "");
+    free(out);
+    free(err);
+    trace t;
+    trace_init(&t);
+    sw_err e = {0};
+    CHECKF(trace_load(&t, path, &e) == 0, "%s", e.msg);
+    CHECK_EQ(t.n_seqs, 2); /* the empty line is no sequence */
+    CHECK_STR(t.seqs[0].dataset, "stories");
+    CHECK_EQ(t.seqs[0].problem_id, 0);
+    CHECK_EQ(t.seqs[1].problem_id, 1);
+    CHECK_EQ(t.seqs[0].n_tokens, 5 + 3 - 1); /* BOS + 4 tokens, 3 generated */
+    CHECK_EQ(t.steps[t.seqs[1].first].token, 0);
+    trace_free(&t);
+
+    /* a dense model has nothing to trace; a missing --out is misuse */
+    snprintf(args, sizeof args, "'%s' -p hi --out '%s'",
+             test_fixture("stories260K/stories260K.gguf"), path);
+    rc = spill_trace(args, &out, &err);
+    CHECK_EQ(rc, 1);
+    CHECK_HAS(err, "no routed experts");
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "'%s' -p hi", test_fixture(TINYMOE_Q8));
+    rc = spill_trace(args, &out, &err);
+    CHECK_EQ(rc, 2);
+    free(out);
+    free(err);
 }

@@ -27,30 +27,39 @@
  * so degenerate routing shows: distinct experts per layer per window of 100
  * tokens (fewer tokens: one window of all of them), and the share of a
  * token's experts that the previous token also used, each beside what
- * uniformly random routing would give.
+ * uniformly random routing would give (bench_route.h); and what the store
+ * did during the decode: expert bytes read (per token), hit rate, time
+ * stalled on reads, budget, peak RSS. --disk-probe adds the disk's own
+ * bandwidth on the model's expert reads (store/read_probe.h) and decode
+ * speed against (that bandwidth) / (expert bytes read per decode token).
+ *
+ * `spillway bench --replay TRACE MODEL` drives the store with a recorded
+ * routing trace instead of the model (bench_replay.h).
  */
+#include "cli/bench_replay.h"
+#include "cli/bench_route.h"
 #include "cli/cli.h"
 #include "cli/cli_store.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "store/catalog.h"
+#include "store/read_probe.h"
 #include "store/store.h"
 #include "text/tokenizer.h"
 #include "../../bench/bench.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <sys/resource.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ROUTE_WINDOW 100            /* tokens per distinct-experts window */
 #define BW_BUFFER_BYTES ((size_t)256 << 20)
 
 static const char *usage_text =
     "usage: spillway bench MODEL [--prompt N] [--gen N] [--threads N] [--json]\n"
+    "       spillway bench --replay TRACE MODEL [--compute-us N] [--replay-tokens N] [--json]\n"
     "\n"
     "Measures prompt processing and decode speed on a fixed token sequence, the\n"
     "memory read bandwidth, and decode speed as a fraction of the bandwidth bound.\n"
@@ -61,6 +70,16 @@ static const char *usage_text =
     "  --no-warmup       skip the warm-up prefill\n"
     "  --models-dir DIR  also look for MODEL names in DIR (repeatable)\n"
     "  --json            print one JSON object\n"
+    "  --replay TRACE    drive MODEL's store and reader with the routing of a recorded\n"
+    "                    trace (JSON lines, see 'spillway trace') instead of running the\n"
+    "                    model: hit rate, bytes read, read throughput, time per token.\n"
+    "                    Trace layer l is model layer l; rows of other layers are skipped\n"
+    "  --compute-us N    with --replay: busy time per layer standing for its compute\n"
+    "  --replay-tokens N with --replay: replay only the first N tokens\n"
+    "  --disk-probe S    also read MODEL's expert slices at random for S seconds\n"
+    "                    (O_DIRECT, the store's queue depth): the disk's bandwidth, and\n"
+    "                    decode speed against (that bandwidth) / (expert bytes read\n"
+    "                    per decode token)\n"
     CLI_STORE_USAGE;
 
 /* --- what a token reads ---------------------------------------------------- */
@@ -98,115 +117,6 @@ static int weight_bytes_count(const gguf_ctx *g, int n_layer, weight_bytes *w)
             w->resident += size;
         }
     }
-    return 0;
-}
-
-/* --- routing --------------------------------------------------------------- */
-
-typedef struct route_log {
-    const weight_bytes *w;
-    int n_layer, n_expert, n_used;
-    int n_steps, step;    /* decode steps recorded; -1: not recording */
-    int *experts;         /* [n_steps][n_layer][n_used], -1 where no record */
-    double expert_bytes;  /* summed over recorded steps */
-} route_log;
-
-static void route_hook(void *ctx, const model_route *r)
-{
-    route_log *log = ctx;
-    if (log->step < 0 || r->layer < 0 || r->layer >= log->n_layer)
-        return;
-    int distinct = 0;
-    for (int e = 0; e < r->n_expert; e++) {
-        for (int i = 0; i < r->n_tokens * r->n_used; i++)
-            if (r->experts[i] == e) {
-                distinct++;
-                break;
-            }
-    }
-    log->expert_bytes += distinct * log->w->per_expert[r->layer];
-    if (r->n_tokens != 1 || r->n_used > log->n_used || log->step >= log->n_steps)
-        return;
-    int *dst = log->experts + ((size_t)log->step * log->n_layer + r->layer) * log->n_used;
-    memcpy(dst, r->experts, sizeof(int) * (size_t)r->n_used);
-}
-
-typedef struct route_stats {
-    int window;              /* tokens per window */
-    int n_moe_layers;
-    double *distinct;        /* [n_layer] mean distinct experts per window; NAN if dense */
-    double distinct_mean, distinct_random;
-    double reuse, reuse_random;
-} route_stats;
-
-static const int *route_at(const route_log *log, int step, int layer)
-{
-    return log->experts + ((size_t)step * log->n_layer + layer) * log->n_used;
-}
-
-static double layer_distinct(const route_log *log, int layer, int window, unsigned char *seen)
-{
-    int n_win = log->n_steps / window;
-    double sum = 0;
-    for (int w = 0; w < n_win; w++) {
-        memset(seen, 0, (size_t)log->n_expert);
-        int cnt = 0;
-        for (int s = w * window; s < (w + 1) * window; s++)
-            for (int k = 0; k < log->n_used; k++) {
-                int e = route_at(log, s, layer)[k];
-                if (e >= 0 && e < log->n_expert && !seen[e])
-                    seen[e] = 1, cnt++;
-            }
-        sum += cnt;
-    }
-    return sum / n_win;
-}
-
-static double layer_reuse(const route_log *log, int layer)
-{
-    long hits = 0, total = 0;
-    for (int s = 1; s < log->n_steps; s++) {
-        const int *cur = route_at(log, s, layer), *prev = route_at(log, s - 1, layer);
-        for (int k = 0; k < log->n_used; k++) {
-            for (int j = 0; j < log->n_used; j++)
-                if (cur[k] == prev[j]) {
-                    hits++;
-                    break;
-                }
-            total++;
-        }
-    }
-    return total ? (double)hits / (double)total : NAN;
-}
-
-static int route_stats_compute(const route_log *log, route_stats *rs)
-{
-    *rs = (route_stats){.distinct = calloc((size_t)log->n_layer, sizeof(double))};
-    unsigned char *seen = malloc((size_t)log->n_expert);
-    if (!rs->distinct || !seen) {
-        free(seen);
-        return -1;
-    }
-    rs->window = log->n_steps < ROUTE_WINDOW ? log->n_steps : ROUTE_WINDOW;
-    double reuse_sum = 0, distinct_sum = 0;
-    int n_reuse = 0;
-    for (int l = 0; l < log->n_layer; l++) {
-        rs->distinct[l] = NAN;
-        if (route_at(log, 0, l)[0] < 0)
-            continue; /* not a MoE layer */
-        rs->distinct[l] = layer_distinct(log, l, rs->window, seen);
-        distinct_sum += rs->distinct[l];
-        rs->n_moe_layers++;
-        double r = layer_reuse(log, l);
-        if (!isnan(r))
-            reuse_sum += r, n_reuse++;
-    }
-    free(seen);
-    double p = (double)log->n_used / log->n_expert;
-    rs->distinct_mean = rs->n_moe_layers ? distinct_sum / rs->n_moe_layers : NAN;
-    rs->distinct_random = log->n_expert * (1 - pow(1 - p, rs->window));
-    rs->reuse = n_reuse ? reuse_sum / n_reuse : NAN;
-    rs->reuse_random = p;
     return 0;
 }
 
@@ -250,7 +160,9 @@ static int32_t *bench_tokens(const tokenizer *tok, int n_vocab, int n, uint64_t 
 /* --- measuring --------------------------------------------------------------- */
 
 typedef struct bench_args {
-    const char *model;
+    const char *model, *replay;
+    double compute_us, disk_probe_s; /* disk_probe_s 0: no probe */
+    int replay_tokens;
     const char **dirs;
     int n_dirs;
     int n_prompt, n_gen, n_threads;
@@ -274,6 +186,8 @@ typedef struct bench_run {
     double prompt_s, decode_s;
     double bandwidth;     /* bytes/s */
     bool bw_clean;
+    read_probe_result disk; /* --disk-probe; disk.reads 0: not run */
+    int64_t peak_rss;       /* before the disk probe (its buffers are not the model's) */
     store_stats st0, st1; /* the store's counters before and after decoding */
 } bench_run;
 
@@ -334,14 +248,14 @@ static int bench_prompt(const bench_args *a, bench_run *b, const int32_t *seq, s
 static int bench_decode(const bench_args *a, bench_run *b, const int32_t *seq, sw_err *err)
 {
     route_log *log = &b->log;
-    *log = (route_log){.w = &b->w, .n_layer = b->info.n_layer, .n_expert = b->info.n_expert,
+    *log = (route_log){.per_expert = b->w.per_expert, .n_layer = b->info.n_layer, .n_expert = b->info.n_expert,
                        .n_used = b->info.n_expert_used, .n_steps = a->n_gen, .step = -1};
     if (b->info.n_expert > 0 && b->info.n_expert_used > 0) {
         size_t cnt = (size_t)a->n_gen * (size_t)log->n_layer * (size_t)log->n_used;
         if (!(log->experts = malloc(sizeof(int) * (cnt ? cnt : 1))))
             return sw_errf(err, SW_ENOMEM, "out of memory");
         memset(log->experts, 0xff, sizeof(int) * cnt); /* -1: no record */
-        model_set_route_hook(b->m, route_hook, log);
+        model_set_route_hook(b->m, bench_route_hook, log);
     }
     store_stats_get(b->st, &b->st0);
     double t0 = bench_now();
@@ -426,14 +340,9 @@ static json_t *routing_json(const bench_run *b)
                      "reuse_random", json_num(rs->reuse_random));
 }
 
-static int64_t peak_rss(void)
-{
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) ? -1 : (int64_t)ru.ru_maxrss * 1024;
-}
-
 /* The store's side: decode-only reads and hit rate, and the totals. */
-static void store_json_add(json_t *j, const bench_run *b)
+static void store_json_add(json_t *j, const bench_args *a, const bench_run *b,
+                           const bench_figures *f)
 {
     const store_stats *s0 = &b->st0, *s1 = &b->st1;
     uint64_t req = s1->requests - s0->requests, hits = s1->hits - s0->hits;
@@ -441,22 +350,25 @@ static void store_json_add(json_t *j, const bench_run *b)
     json_object_set_new(j, "bytes_read", json_integer((json_int_t)(s1->bytes_read - s0->bytes_read)));
     json_object_set_new(j, "hit_rate", req ? json_real((double)hits / (double)req) : json_null());
     json_object_set_new(j, "cache_budget_bytes", json_integer(s1->cache_budget));
-    json_object_set_new(j, "peak_rss_bytes", json_integer(peak_rss()));
-    json_object_set_new(
-        j, "store",
-        json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, "
-                  "s:f, s:f}",
-                  "policy", s1->policy, "resident_bytes", (json_int_t)s1->resident_bytes,
-                  "capacity", (json_int_t)s1->capacity, "total_entries",
-                  (json_int_t)s1->total_entries, "requests", (json_int_t)s1->requests, "hits",
-                  (json_int_t)s1->hits, "misses", (json_int_t)s1->misses, "prefetch_issued",
-                  (json_int_t)s1->prefetch_issued, "prefetch_hits",
-                  (json_int_t)s1->prefetch_hits, "prefetch_wasted",
-                  (json_int_t)s1->prefetch_wasted, "evictions", (json_int_t)s1->evictions,
-                  "bytes_read_total", (json_int_t)s1->bytes_read, "predicted",
-                  (json_int_t)s1->predicted, "predicted_right", (json_int_t)s1->predicted_right,
-                  "stall_s", s1->stall_s, "read_p50_us", s1->lat_p50_us, "read_p99_us",
-                  s1->lat_p99_us));
+    json_object_set_new(j, "peak_rss_bytes", json_integer(b->peak_rss));
+    json_object_set_new(j, "store", bench_store_json(s1));
+    double per_tok = a->n_gen > 0 ? (double)(s1->bytes_read - s0->bytes_read) / a->n_gen : 0;
+    json_object_set_new(j, "decode_bytes_read_per_token", json_real(per_tok));
+    json_object_set_new(j, "decode_stall_s", json_real(s1->stall_s - s0->stall_s));
+    const read_probe_result *d = &b->disk;
+    if (!d->reads)
+        return;
+    double bound = per_tok > 0 ? d->gbs * 1e9 / per_tok : 0;
+    json_object_set_new(j, "disk", json_pack("{s:f, s:I, s:f, s:f, s:f, s:f, s:b, s:s}", "read_gbs",
+                                             d->gbs, "reads", (json_int_t)d->reads,
+                                             "mean_read_bytes", d->mean_read_bytes, "seconds",
+                                             d->seconds, "read_p50_us", d->p50_us, "read_p99_us",
+                                             d->p99_us, "direct", d->direct != 0, "reader",
+                                             d->mode));
+    json_object_set_new(j, "disk_bound_tps", bound > 0 ? json_real(bound) : json_null());
+    json_object_set_new(j, "decode_fraction_of_disk_bound",
+                        bound > 0 && f->decode_tps > 0 ? json_real(f->decode_tps / bound)
+                                                        : json_null());
 }
 
 static int print_json(const bench_args *a, const char *path, const bench_run *b,
@@ -476,7 +388,7 @@ static int print_json(const bench_args *a, const char *path, const bench_run *b,
         bench_read_kernel_name(), "bandwidth_clean", b->bw_clean, "routing", routing_json(b));
     if (!j)
         return cli_fail("bench: could not build the JSON report");
-    store_json_add(j, b);
+    store_json_add(j, a, b, f);
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     json_decref(j);
     if (!s)
@@ -486,24 +398,14 @@ static int print_json(const bench_args *a, const char *path, const bench_run *b,
     return 0;
 }
 
-static void fmt_bytes(char *buf, size_t n, double v)
-{
-    if (v >= 1e9)
-        snprintf(buf, n, "%.2f GB", v / 1e9);
-    else if (v >= 1e6)
-        snprintf(buf, n, "%.2f MB", v / 1e6);
-    else
-        snprintf(buf, n, "%.1f kB", v / 1e3);
-}
-
 static void print_text(const bench_args *a, const char *path, const bench_run *b,
                        const bench_figures *f)
 {
     char total[32], per_tok[32], resident[32], experts[32];
-    fmt_bytes(total, sizeof total, b->w.total);
-    fmt_bytes(per_tok, sizeof per_tok, f->bytes_per_token);
-    fmt_bytes(resident, sizeof resident, b->w.resident);
-    fmt_bytes(experts, sizeof experts, f->expert_bytes);
+    bench_fmt_bytes(total, sizeof total, b->w.total);
+    bench_fmt_bytes(per_tok, sizeof per_tok, f->bytes_per_token);
+    bench_fmt_bytes(resident, sizeof resident, b->w.resident);
+    bench_fmt_bytes(experts, sizeof experts, f->expert_bytes);
     printf("model        %s (%s, %s of weights)\n", path, b->info.arch, total);
     printf("threads      %d, KV cache %s\n", sw_pool_size(b->pool), quant_name(kv_cache_type(b->kv)));
     if (a->n_prompt > 0)
@@ -527,12 +429,24 @@ static void print_text(const bench_args *a, const char *path, const bench_run *b
     if (b->st1.mode == STORE_STREAM && b->st1.total_entries) {
         uint64_t req = b->st1.requests - b->st0.requests, hits = b->st1.hits - b->st0.hits;
         char rd[32], budget[32];
-        fmt_bytes(rd, sizeof rd, (double)(b->st1.bytes_read - b->st0.bytes_read));
-        fmt_bytes(budget, sizeof budget, (double)b->st1.cache_budget);
+        bench_fmt_bytes(rd, sizeof rd, (double)(b->st1.bytes_read - b->st0.bytes_read));
+        bench_fmt_bytes(budget, sizeof budget, (double)b->st1.cache_budget);
         printf("streaming    cache %s (%lld of %lld experts, %s); decode: hit rate %.1f%%, "
                "read %s\n",
                budget, (long long)b->st1.capacity, (long long)b->st1.total_entries,
                b->st1.policy, req ? 100.0 * (double)hits / (double)req : 0.0, rd);
+    }
+    if (b->disk.reads) {
+        double rd_tok = a->n_gen > 0 ? (double)(b->st1.bytes_read - b->st0.bytes_read) / a->n_gen
+                                      : 0;
+        double bound = rd_tok > 0 ? b->disk.gbs * 1e9 / rd_tok : 0;
+        printf("disk         %.2f GB/s (%llu random expert reads of %.0f kB, %s%s)\n",
+               b->disk.gbs, (unsigned long long)b->disk.reads, b->disk.mean_read_bytes / 1e3,
+               b->disk.mode, b->disk.direct ? ", O_DIRECT" : ", buffered");
+        if (bound > 0)
+            printf("disk bound   %.2f tok/s at %.2f MB read per decode token; decode reaches "
+                   "%.1f%% of it\n",
+                   bound, rd_tok / 1e6, 100 * f->decode_tps / bound);
     }
     const route_stats *rs = &b->rs;
     if (b->log.experts && rs->distinct) {
@@ -567,7 +481,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
 {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0, sa = cli_store_arg(&a->store, "bench", o, v);
+        int bad = 0, us = 0, sa = cli_store_arg(&a->store, "bench", o, v);
         if (sa < 0)
             return 2;
         if (sa > 0) {
@@ -590,6 +504,16 @@ static int parse_args(int argc, char **argv, bench_args *a)
         } else if (!strcmp(o, "--kv-type") && v) {
             i++;
             bad = cli_parse_kv_type(v, &a->kv_type) != 0;
+        } else if (!strcmp(o, "--replay") && v) {
+            a->replay = argv[++i];
+        } else if (!strcmp(o, "--compute-us") && v) {
+            bad = parse_count(argv[++i], 0, 1 << 30, &us);
+            a->compute_us = us;
+        } else if (!strcmp(o, "--disk-probe") && v) {
+            bad = parse_count(argv[++i], 1, 3600, &us);
+            a->disk_probe_s = us;
+        } else if (!strcmp(o, "--replay-tokens") && v) {
+            bad = parse_count(argv[++i], 1, INT32_MAX, &a->replay_tokens);
         } else if (!strcmp(o, "--models-dir") && v) {
             a->dirs[a->n_dirs++] = argv[++i];
         } else if (o[0] != '-' && !a->model) {
@@ -626,6 +550,11 @@ static int bench_model(const bench_args *a, const char *path, sw_err *err)
     if ((rc = bench_prompt(a, &b, prompt, err)) < 0 || (rc = bench_decode(a, &b, gen, err)) < 0 ||
         (rc = bench_bandwidth(&b, err)) < 0)
         goto done;
+    b.peak_rss = bench_peak_rss();
+    if (a->disk_probe_s > 0 && b.info.n_expert > 0 &&
+        (rc = read_probe_run(path, &(read_probe_opts){.seconds = a->disk_probe_s}, &b.disk,
+                             err)) < 0)
+        goto done;
     bench_figures f;
     bench_figures_compute(a, &b, &f);
     if (a->json)
@@ -641,6 +570,16 @@ done:
     return rc;
 }
 
+static int bench_run_mode(const bench_args *a, const char *path, sw_err *err)
+{
+    if (!a->replay)
+        return bench_model(a, path, err);
+    bench_replay_args ra = {.model_path = path, .trace_path = a->replay, .store = a->store,
+                            .compute_us = a->compute_us, .max_tokens = (size_t)a->replay_tokens,
+                            .disk_probe_s = a->disk_probe_s, .json = a->json};
+    return bench_replay(&ra, err);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char **dirs = calloc((size_t)argc, sizeof *dirs);
@@ -653,7 +592,7 @@ int cmd_bench(int argc, char **argv)
     sw_err err = {0};
     if (status < 0) {
         catalog_opts co = {.dirs = dirs, .n_dirs = a.n_dirs};
-        if (catalog_resolve(a.model, &co, &path, &err) < 0 || bench_model(&a, path, &err) < 0)
+        if (catalog_resolve(a.model, &co, &path, &err) < 0 || bench_run_mode(&a, path, &err) < 0)
             status = cli_fail("bench: %s", err.msg);
         else
             status = 0;

@@ -20,6 +20,7 @@ static const struct command g_commands[] = {
     {"serve", cmd_serve, "serve a model over HTTP: the OpenAI and Ollama APIs, /metrics"},
     {"bench", cmd_bench, "prompt and decode speed against the memory bandwidth bound"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors (--json, --dump)"},
+    {"trace", cmd_trace, "record a MoE model's expert routing as a trace (JSON lines)"},
     {"plan", cmd_plan, "what an expert cache of each size buys here: hit rates, tok/s"},
     {"models", cmd_models, "list the GGUF models on this machine (Ollama, HF cache, LM Studio)"},
     {"logits", cmd_logits, "write a model's logits for given token ids (float32)"},

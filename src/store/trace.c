@@ -101,15 +101,21 @@ int trace_add(trace *t, const char *dataset, int64_t problem_id, int token, int 
     if (t->n_picks > UINT32_MAX - (size_t)n)
         return sw_errf(err, SW_ERANGE, "trace too large");
     uint32_t seq;
+    size_t old_cap = t->cap_picks;
     if (seq_get(t, dataset, problem_id, &seq) ||
         grow((void **)&t->steps, &t->cap_steps, t->n_steps + 1, sizeof *t->steps) ||
         grow((void **)&t->experts, &t->cap_picks, t->n_picks + (size_t)n, sizeof *t->experts))
         return sw_errf(err, SW_ENOMEM, "out of memory for the trace");
-    /* probs shares experts' capacity: grow it to the same size */
-    float *pr = realloc(t->probs, t->cap_picks * sizeof *pr);
-    if (!pr)
-        return sw_errf(err, SW_ENOMEM, "out of memory for the trace");
-    t->probs = pr;
+    /* probs shares experts' capacity: grow it when that grew (only then: a
+     * realloc to the same size may still copy, e.g. under ASan) */
+    if (t->cap_picks != old_cap || !t->probs) {
+        float *pr = realloc(t->probs, t->cap_picks * sizeof *pr);
+        if (!pr) {
+            t->cap_picks = old_cap < t->cap_picks ? old_cap : t->cap_picks;
+            return sw_errf(err, SW_ENOMEM, "out of memory for the trace");
+        }
+        t->probs = pr;
+    }
     trace_step *s = &t->steps[t->n_steps++];
     *s = (trace_step){.seq = seq, .token = token, .layer = (uint16_t)layer,
                       .n = (uint16_t)n, .off = (uint32_t)t->n_picks};

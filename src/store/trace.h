@@ -19,6 +19,10 @@
  * visit with its experts; a missing row is simply an absent step. Several
  * files load into one trace, their sequences one after another.
  *
+ * `spillway trace` records them from a model's routing hook (model.h);
+ * `spillway bench --replay` drives the real store with one
+ * (store_replay.h).
+ *
  * Recording (the engine's routing hook): trace_add() appends rows in any
  * order; trace_finish() sorts them into engine order and checks that no
  * (sequence, token, layer) appears twice. trace_load() does both.
