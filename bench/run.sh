@@ -7,7 +7,8 @@
 #
 # Full run: llama-3.2-1b and qwen3-30b-a3b in Q4_K_M and Q8_0, 512 prompt
 # tokens and 128 decode steps, $BENCH_THREADS (2) threads; writes
-# bench/RESULTS.md. --quick (make bench QUICK=1): spillway-bench --quick and
+# bench/RESULTS.md (its own sections; bench/results_merge.py keeps the
+# others). --quick (make bench QUICK=1): spillway-bench --quick and
 # tiny-moe only, a smoke test for CI; writes build/RESULTS-quick.md unless
 # --out says otherwise.
 #
@@ -243,7 +244,7 @@ if [ "${STREAM:-0}" = 1 ]; then
     smodel=${STREAM_MODEL:-$CACHE/qwen3-30b-a3b-q4_k_m.gguf}
     {
         echo
-        echo "## Streaming: qwen3-30b-a3b under ${STREAM_LIMIT:-8G}"
+        echo "## Streaming: qwen3-30b-a3b under $(echo "${STREAM_LIMIT:-8G}" | sed 's/G$/ GiB/')"
         echo
         if ! SPILLWAY=$SPILLWAY MODEL=$smodel LIMIT=${STREAM_LIMIT:-8G} THREADS=$THREADS \
             sh bench/stream.sh; then
@@ -253,7 +254,9 @@ if [ "${STREAM:-0}" = 1 ]; then
     } >>"$tmp/report.md"
 fi
 mkdir -p "$(dirname "$out")"
-mv "$tmp/report.md" "$out"
+# other scripts (pressure.sh, bench_server.sh, plan's curves) own their own
+# sections of the same file: replace only this run's sections
+python3 bench/results_merge.py "$tmp/report.md" "$out"
 echo "bench: wrote $out" >&2
 if [ $quick = 1 ]; then cat "$out"; fi
 [ $failures -eq 0 ] || { echo "bench: $failures benchmark(s) failed" >&2; exit 1; }

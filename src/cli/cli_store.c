@@ -179,6 +179,14 @@ void cli_store_print(FILE *f, store *st)
             (unsigned long long)s.prefetch_issued, (unsigned long long)s.prefetch_hits,
             (unsigned long long)s.prefetch_wasted, pct(s.predicted_right, s.predicted),
             pct(s.predicted_right, s.routed));
+    for (int k = 0; k < STORE_N_PREDICTORS; k++) {
+        uint64_t c[3];
+        store_predictor_stats(st, k, -1, c);
+        if (c[0])
+            fprintf(f, "  predictor %-8s  precision %.1f%%, recall %.1f%% (%llu guesses)\n",
+                    store_predictor_name(k), pct(c[1], c[0]), pct(c[1], c[2]),
+                    (unsigned long long)c[0]);
+    }
     fprintf(f, "expert reads:         %llu (%llu failed), %.1f MiB, latency p50 %.0f us, p99 %.0f "
                "us, stalled %.3fs (%s)\n",
             (unsigned long long)s.reads, (unsigned long long)s.read_errors,
