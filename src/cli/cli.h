@@ -7,7 +7,10 @@
 #ifndef SW_CLI_H
 #define SW_CLI_H
 
+#include <stddef.h>
+
 #include "quant/quant.h"
+#include "util/err.h"
 
 int cmd_inspect(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
@@ -27,5 +30,12 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long long cli_parse_size(const char *s);
 /* Parses a --kv-type value: "f32", "f16" or "q8_0". Returns -1 if invalid. */
 int cli_parse_kv_type(const char *s, quant_type *out);
+
+/* All of path ('-': standard input), NUL-terminated (the NUL not counted
+ * in *len; len may be NULL); NULL with err on failure. Free it. */
+char *cli_read_file(const char *path, size_t *len, sw_err *err);
+/* Drops one final "\n" or "\r\n" (a prompt file or a piped line ends with
+ * one that is not part of the prompt); returns the new length. */
+size_t cli_strip_final_newline(char *s, size_t n);
 
 #endif

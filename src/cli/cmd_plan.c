@@ -369,38 +369,14 @@ static int study_run(struct study *s, double fit_frac, policy_kind pol, const pl
     return 0;
 }
 
-static int read_text(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cli_fail("plan: cannot open %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
-        n += got;
-        if (n == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b)
-                free(buf);
-            buf = b;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return cli_fail("plan: out of memory reading %s", path);
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 /* --text: the model over the text, with and without hints. */
 static int measure_text(const struct opts *o, plan_engine_result *eng, plan_engine_result *eng0)
 {
-    char *text = NULL;
     size_t len = 0;
     sw_err err = {0};
-    if (read_text(o->text, &text, &len))
-        return 1;
+    char *text = cli_read_file(o->text, &len, &err);
+    if (!text)
+        return cli_fail("plan: %s", err.msg);
     int rc = plan_engine_measure(o->model, text, len, o->text_share, o->text_tokens, true, eng,
                                  &err);
     if (!rc)

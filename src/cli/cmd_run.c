@@ -221,41 +221,6 @@ static int parse_args(int argc, char **argv, run_args *r)
 
 /* --- input and output ------------------------------------------------------ */
 
-/* All of path ('-': standard input), NUL-terminated, or NULL with err. A
- * prompt (is_prompt) loses its final newline: a prompt file or a piped
- * line ends with one that is not part of the prompt. */
-static char *read_text(const char *path, bool is_prompt, sw_err *err)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        sw_errf(err, SW_EIO, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb)
-            free(buf);
-        buf = nb;
-    }
-    bool failed = ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (!buf || failed) {
-        sw_errf(err, failed ? SW_EIO : SW_ENOMEM, "cannot read '%s'", path);
-        free(buf);
-        return NULL;
-    }
-    if (is_prompt && n > 0 && buf[n - 1] == '\n')
-        n -= n > 1 && buf[n - 2] == '\r' ? 2 : 1;
-    buf[n] = 0;
-    return buf;
-}
-
 static volatile sig_atomic_t g_interrupted;
 
 static void on_sigint(int sig)
@@ -329,7 +294,7 @@ static int build_prompt(generator *g, const run_args *r, const char *user, char 
         return *text ? 0 : sw_errf(err, SW_ENOMEM, "out of memory");
     }
     if (r->template_path) {
-        char *src = read_text(r->template_path, false, err);
+        char *src = cli_read_file(r->template_path, NULL, err);
         int rc = src ? generator_set_template(g, src, strlen(src), err) : SW_EIO;
         free(src);
         if (rc < 0)
@@ -429,10 +394,13 @@ int cmd_run(int argc, char **argv)
         cli_fail("run: %s", err.msg);
         goto done;
     }
-    if (r.file && !(input = read_text(r.file, true, &err))) {
+    size_t in_len = 0;
+    if (r.file && !(input = cli_read_file(r.file, &in_len, &err))) {
         cli_fail("run: %s", err.msg);
         goto done;
     }
+    if (input)
+        cli_strip_final_newline(input, in_len);
     if (run_model(&r, path, input ? input : r.prompt, &err) < 0) {
         cli_fail("run: %s", err.msg);
         goto done;

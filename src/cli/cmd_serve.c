@@ -170,35 +170,6 @@ static const char *default_name(const char *model)
     return access(model, F_OK) == 0 || strchr(model, '/') ? NULL : model;
 }
 
-static char *read_file(const char *path, sw_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sw_errf(err, SW_EIO, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb)
-            free(buf);
-        buf = nb;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        free(buf);
-        sw_errf(err, SW_EIO, "cannot read '%s'", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 /* Waits for SIGINT / SIGTERM (blocked in every thread, taken here) or for
  * the model to fail loading; returns the signal, or 0 for a failed load. */
 static int wait_for_end(sw_engine *e, const sigset_t *set)
@@ -215,7 +186,7 @@ static int wait_for_end(sw_engine *e, const sigset_t *set)
 
 static int serve(serve_args *a, const char *path, const sigset_t *set, sw_err *err)
 {
-    char *tmpl = a->template_path ? read_file(a->template_path, err) : NULL;
+    char *tmpl = a->template_path ? cli_read_file(a->template_path, NULL, err) : NULL;
     if (a->template_path && !tmpl)
         return SW_EIO;
     a->eo.model_path = path;

@@ -43,35 +43,6 @@ static bool is_gguf(const char *path)
     return yes;
 }
 
-static char *read_file(const char *path, size_t *len, sw_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sw_errf(err, SW_EIO, "%s: cannot open: %m", path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb)
-            free(buf);
-        buf = nb;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        free(buf);
-        sw_errf(err, SW_EIO, "%s: %s", path, buf ? "read failed" : "out of memory");
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* The template of a GGUF model or of a Jinja file, compiled. */
 static int load_template(const char *path, chat_template *ct, sw_err *err)
 {
@@ -84,7 +55,7 @@ static int load_template(const char *path, chat_template *ct, sw_err *err)
         gguf_close(g);
     } else {
         size_t len;
-        char *text = read_file(path, &len, err);
+        char *text = cli_read_file(path, &len, err);
         if (!text)
             return SW_EIO;
         rc = jinja_parse(text, len, &ct->tmpl, err);

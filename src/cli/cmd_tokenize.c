@@ -28,36 +28,6 @@ static const char *usage_text =
     "  --no-bos    do not add the BOS (and EOS) tokens the model asks for\n"
     "  --special   recognise control tokens such as <|im_start|> in the text\n";
 
-/* Reads all of path ("-": standard input) into a malloc'd buffer. */
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-        }
-        buf = nb;
-    }
-    bool bad = ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (bad) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Prints a piece readably: control characters and bytes that are not part
  * of a complete UTF-8 character are escaped. */
 static void print_piece(const char *p, size_t n)
@@ -126,8 +96,8 @@ int cmd_tokenize(int argc, char **argv)
     size_t len = 0, n = 0;
     sw_err err = {0};
     if (file) {
-        if (!(buf = read_all(file, &len))) {
-            cli_fail("tokenize: cannot read '%s'", file);
+        if (!(buf = cli_read_file(file, &len, &err))) {
+            cli_fail("tokenize: %s", err.msg);
             goto done;
         }
         text = buf;

@@ -164,39 +164,6 @@ static int parse_args(int argc, char **argv, trace_args *a)
     return -1;
 }
 
-/* All of path ('-': standard input), NUL-terminated, or NULL with err. */
-static char *read_all(const char *path, sw_err *err)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        sw_errf(err, SW_EIO, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb)
-            free(buf);
-        buf = nb;
-    }
-    bool failed = ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (!buf || failed) {
-        sw_errf(err, failed ? SW_EIO : SW_ENOMEM, "cannot read '%s'", path);
-        free(buf);
-        return NULL;
-    }
-    if (n > 0 && buf[n - 1] == '\n') /* a file's last newline is not part of the prompt */
-        n--;
-    buf[n] = 0;
-    return buf;
-}
-
 /* --- running ---------------------------------------------------------------- */
 
 typedef struct text_out {
@@ -322,7 +289,10 @@ int cmd_trace(int argc, char **argv)
     sw_err err = {0};
     if (status < 0) {
         catalog_opts co = {.dirs = dirs, .n_dirs = a.n_dirs};
-        text = a.file ? read_all(a.file, &err) : strdup(a.prompt);
+        size_t tn = 0;
+        text = a.file ? cli_read_file(a.file, &tn, &err) : strdup(a.prompt);
+        if (text && a.file)
+            cli_strip_final_newline(text, tn);
         if (!text && !a.file)
             sw_errf(&err, SW_ENOMEM, "out of memory");
         if (!text || catalog_resolve(a.model, &co, &path, &err) < 0 ||
