@@ -26,6 +26,8 @@ int cmd_trace(int argc, char **argv);
 
 /* Prints "spillway: <msg>" to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parses a decimal integer in [lo, hi] into *out: 0, or -1 if invalid. */
+int cli_parse_int(const char *s, long lo, long hi, int *out);
 /* Parses "16G", "512MiB", "1.5g", "4096" (bytes); returns -1 if invalid. */
 long long cli_parse_size(const char *s);
 /* Parses a --kv-type value: "f32", "f16" or "q8_0". Returns -1 if invalid. */

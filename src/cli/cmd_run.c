@@ -69,17 +69,6 @@ typedef struct run_args {
 
 /* --- arguments ------------------------------------------------------------ */
 
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_float(const char *s, double lo, double hi, float *out)
 {
     char *end;
@@ -109,11 +98,11 @@ static int parse_numeric(run_args *r, const char *a, const char *v)
     sampler_params *sp = &r->gp.sampling;
     int bad;
     if (!strcmp(a, "-n") || !strcmp(a, "--num-predict"))
-        bad = parse_int(v, -1, INT32_MAX, &r->gp.max_tokens);
+        bad = cli_parse_int(v, -1, INT32_MAX, &r->gp.max_tokens);
     else if (!strcmp(a, "--temp") || !strcmp(a, "--temperature"))
         bad = parse_float(v, 0, 100, &sp->temperature);
     else if (!strcmp(a, "--top-k"))
-        bad = parse_int(v, 0, INT32_MAX, &sp->top_k);
+        bad = cli_parse_int(v, 0, INT32_MAX, &sp->top_k);
     else if (!strcmp(a, "--top-p"))
         bad = parse_float(v, 0, 1, &sp->top_p);
     else if (!strcmp(a, "--min-p"))
@@ -121,15 +110,15 @@ static int parse_numeric(run_args *r, const char *a, const char *v)
     else if (!strcmp(a, "--repeat-penalty"))
         bad = parse_float(v, 1e-6, 100, &sp->repeat_penalty);
     else if (!strcmp(a, "--repeat-last-n"))
-        bad = parse_int(v, -1, INT32_MAX, &sp->penalty_last_n);
+        bad = cli_parse_int(v, -1, INT32_MAX, &sp->penalty_last_n);
     else if (!strcmp(a, "--seed"))
         bad = parse_seed(v, &sp->seed);
     else if (!strcmp(a, "--threads"))
-        bad = parse_int(v, 1, SW_POOL_MAX_THREADS, &r->go.n_threads);
+        bad = cli_parse_int(v, 1, SW_POOL_MAX_THREADS, &r->go.n_threads);
     else if (!strcmp(a, "--ctx"))
-        bad = parse_int(v, 1, INT32_MAX, &r->ko.n_ctx);
+        bad = cli_parse_int(v, 1, INT32_MAX, &r->ko.n_ctx);
     else if (!strcmp(a, "--batch"))
-        bad = parse_int(v, 1, 1 << 16, &r->go.n_batch);
+        bad = cli_parse_int(v, 1, 1 << 16, &r->go.n_batch);
     else if (!strcmp(a, "--kv-type"))
         bad = cli_parse_kv_type(v, &r->ko.type);
     else

@@ -64,17 +64,6 @@ typedef struct serve_args {
     sw_engine_opts eo;
 } serve_args;
 
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_size(const char *s, size_t *out)
 {
     long long v = cli_parse_size(s);
@@ -102,24 +91,24 @@ static int parse_opt(serve_args *a, const char *o, const char *v)
 {
     int bad = 0;
     if (!strcmp(o, "--host")) a->so.host = v;
-    else if (!strcmp(o, "--port")) bad = parse_int(v, 0, 65535, &a->so.port);
+    else if (!strcmp(o, "--port")) bad = cli_parse_int(v, 0, 65535, &a->so.port);
     else if (!strcmp(o, "--parallel") || !strcmp(o, "-np"))
-        bad = parse_int(v, 1, 256, &a->eo.n_parallel);
-    else if (!strcmp(o, "--queue")) bad = parse_int(v, 0, 100000, &a->eo.n_queue);
+        bad = cli_parse_int(v, 1, 256, &a->eo.n_parallel);
+    else if (!strcmp(o, "--queue")) bad = cli_parse_int(v, 0, 100000, &a->eo.n_queue);
     else if (!strcmp(o, "--alias")) a->alias = v;
     else if (!strcmp(o, "--chat-template")) a->template_path = v;
-    else if (!strcmp(o, "--ctx") || !strcmp(o, "-c")) bad = parse_int(v, 16, INT32_MAX, &a->eo.n_ctx);
-    else if (!strcmp(o, "--sessions")) bad = parse_int(v, 1, 100000, &a->eo.n_sessions);
+    else if (!strcmp(o, "--ctx") || !strcmp(o, "-c")) bad = cli_parse_int(v, 16, INT32_MAX, &a->eo.n_ctx);
+    else if (!strcmp(o, "--sessions")) bad = cli_parse_int(v, 1, 100000, &a->eo.n_sessions);
     else if (!strcmp(o, "--kv-budget")) bad = parse_size(v, &a->eo.kv_budget);
     else if (!strcmp(o, "--kv-type")) bad = parse_kv_type(v, &a->eo.kv_type);
-    else if (!strcmp(o, "--prefill-chunk")) bad = parse_int(v, 1, 1 << 16, &a->eo.prefill_chunk);
-    else if (!strcmp(o, "--batch")) bad = parse_int(v, 1, 1 << 16, &a->eo.n_batch);
-    else if (!strcmp(o, "--threads") || !strcmp(o, "-t")) bad = parse_int(v, 1, 1024, &a->eo.n_threads);
+    else if (!strcmp(o, "--prefill-chunk")) bad = cli_parse_int(v, 1, 1 << 16, &a->eo.prefill_chunk);
+    else if (!strcmp(o, "--batch")) bad = cli_parse_int(v, 1, 1 << 16, &a->eo.n_batch);
+    else if (!strcmp(o, "--threads") || !strcmp(o, "-t")) bad = cli_parse_int(v, 1, 1024, &a->eo.n_threads);
     else if (!strcmp(o, "--max-body")) bad = parse_size(v, &a->so.max_body);
     else if (!strcmp(o, "--api-key")) a->so.api_key = v;
     else if (!strcmp(o, "--log-format")) bad = (a->log_format = log_parse_format(v)) < 0;
     else if (!strcmp(o, "--log-file")) a->log_file = v;
-    else if (!strcmp(o, "--shutdown-timeout")) bad = parse_int(v, 0, 86400, &a->shutdown_s);
+    else if (!strcmp(o, "--shutdown-timeout")) bad = cli_parse_int(v, 0, 86400, &a->shutdown_s);
     else if (!strcmp(o, "--models-dir")) a->dirs[a->n_dirs++] = v;
     else return 0;
     return bad ? -1 : 1;

@@ -84,17 +84,6 @@ static void record_route(void *ctx, const model_route *r)
 
 /* --- arguments ------------------------------------------------------------ */
 
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* An option with a value: 1 if a was one (its value consumed), -1 if the
  * value is bad, 0 otherwise. */
 static int parse_valued(trace_args *a, const char *o, const char *v)
@@ -111,11 +100,11 @@ static int parse_valued(trace_args *a, const char *o, const char *v)
     else if (!strcmp(o, "--models-dir"))
         a->dirs[a->n_dirs++] = v;
     else if (!strcmp(o, "-n") || !strcmp(o, "--num-predict"))
-        bad = parse_int(v, 0, INT32_MAX, &a->n_gen);
+        bad = cli_parse_int(v, 0, INT32_MAX, &a->n_gen);
     else if (!strcmp(o, "--threads"))
-        bad = parse_int(v, 1, SW_POOL_MAX_THREADS, &a->go.n_threads);
+        bad = cli_parse_int(v, 1, SW_POOL_MAX_THREADS, &a->go.n_threads);
     else if (!strcmp(o, "--batch"))
-        bad = parse_int(v, 1, 1 << 16, &a->go.n_batch);
+        bad = cli_parse_int(v, 1, 1 << 16, &a->go.n_batch);
     else
         return 0;
     return bad ? -1 : 1;
