@@ -246,10 +246,12 @@ TEST(quant_simd_avx512_matches_reference)
  * Multi-row kernels: quant_vec_dot_rows over nr rows must give, bit for
  * bit, what the same table's vec_dot gives row by row, for awkward nr (the
  * 4-row groups and their 1..3 tails), short and long rows (the kernels walk
- * long rows one at a time), and unaligned data.
+ * long rows one at a time; the AVX-512 Q4_K/Q5_K kernels prepare the
+ * activation for up to 128 super-blocks at once and longer rows in
+ * segments: 131 blocks crosses that with a tail of 3), and unaligned data.
  */
 static const int k_rows_nr[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};
-static const int64_t k_rows_blocks[] = {1, 2, 3, 5, 33};
+static const int64_t k_rows_blocks[] = {1, 2, 3, 5, 33, 131};
 
 static bool check_rows(quant_isa isa)
 {

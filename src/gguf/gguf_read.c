@@ -426,6 +426,27 @@ int gguf_open_memory(const void *buf, size_t len, gguf_ctx **out, sw_err *err)
     return 0;
 }
 
+/*
+ * Asks for transparent huge pages over the 2 MiB-aligned interior of
+ * [p, p + n), before it is first touched. A decode step streams every
+ * weight once; on 4 KiB pages that is a TLB miss every 4 KiB and the
+ * hardware prefetchers stop at each page boundary (llama-3.2-1b Q4_K_M,
+ * 1 thread: 34-41 tok/s on 4 KiB pages, 40-48 on 2 MiB). Advice only: a
+ * kernel without THP (or with it off) ignores it.
+ */
+static void advise_huge(void *p, uint64_t n)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 /* GGUF_READ: the data section into memory we own. */
 static int read_data(gguf_ctx *g, int fd, sw_err *err)
 {
@@ -434,6 +455,7 @@ static int read_data(gguf_ctx *g, int fd, sw_err *err)
     if (!g->data)
         return sw_errf(err, SW_ENOMEM, "%s: cannot allocate %" PRIu64 " bytes for tensor data",
                        g->path, n);
+    advise_huge(g->data, n);
     for (uint64_t done = 0; done < n;) {
         ssize_t r = pread(fd, (char *)g->data + done, n - done, (off_t)(g->data_offset + done));
         if (r < 0 && errno == EINTR)

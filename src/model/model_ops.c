@@ -12,7 +12,6 @@
 #include "model/model_int.h"
 
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,52 +266,19 @@ int mat_mul(model_state *s, sw_pool *pool, const store_tensor *w, const float *x
 }
 
 /*
- * Several matrix-vector products as one pool job: each matrix is cut into
- * contiguous spans of whole rows (a multiple of 16, so no two spans share an
- * output cache line) of at least MV_SPAN_MIN bytes, enough of them that
- * every thread has a few, and each span is one task: quant_matmul on the
- * calling thread over those rows. A span streams contiguously (the hardware
- * prefetcher's best case) and one dispatch replaces one per matrix, which
- * is what small products such as a decode step's experts lose most to.
- * Every output is the same kernel call on the same row and activation as
- * in quant_matvec, so the bits are the same.
+ * Several matrix-vector products as one pool job: quant_matvec_multi
+ * converts each distinct activation once and runs every matrix's rows as
+ * contiguous streams of chunks in one dispatch (with stealing), which is
+ * what small products such as a decode step's projections and experts lose
+ * most to. Every output is the same kernel call on the same row and
+ * activation as in quant_matvec, so the bits are the same.
  */
-#define MV_SPAN_MIN (128 * 1024)
 #define MV_MAX_ITEMS 128
-
-struct mv_job {
-    const mv_item *items;
-    int first[MV_MAX_ITEMS + 1]; /* task index of each item's first span */
-    int64_t span[MV_MAX_ITEMS];  /* rows per span */
-    _Atomic int failed;
-    int rc;
-    sw_err *err;
-};
-
-static void mv_task(void *arg, int task, int n_tasks, int thread)
-{
-    struct mv_job *j = arg;
-    int i = 0;
-    while (j->first[i + 1] <= task)
-        i++;
-    const mv_item *it = &j->items[i];
-    int64_t r0 = (task - j->first[i]) * j->span[i];
-    int64_t r1 = r0 + j->span[i] < it->rows ? r0 + j->span[i] : it->rows;
-    size_t rb = quant_row_size(it->type, it->cols);
-    sw_err e;
-    int rc = quant_matmul(NULL, it->type, (const uint8_t *)it->W + (size_t)r0 * rb, r1 - r0,
-                          it->cols, it->x, 1, it->y + r0, &e);
-    if (rc && !atomic_exchange(&j->failed, 1)) { /* the first failure reports */
-        j->rc = rc;
-        if (j->err)
-            *j->err = e;
-    }
-}
 
 int mat_vec_multi(model_state *s, sw_pool *pool, const mv_item *items, int n, sw_err *err)
 {
     bool rounding = (s->m->compat & MODEL_COMPAT_LLAMACPP) != 0;
-    if (n > MV_MAX_ITEMS || rounding || sw_pool_size(pool) == 1) {
+    if (n > MV_MAX_ITEMS || rounding) {
         /* one product at a time (parity mode rounds activations per type) */
         for (int i = 0; i < n; i++) {
             int rc = mat_mul_raw(s, pool, items[i].type, items[i].W, items[i].rows,
@@ -322,20 +288,9 @@ int mat_vec_multi(model_state *s, sw_pool *pool, const mv_item *items, int n, sw
         }
         return 0;
     }
-    struct mv_job j = {.items = items, .err = err};
-    atomic_init(&j.failed, 0);
-    size_t total = 0;
+    quant_mv mv[MV_MAX_ITEMS];
     for (int i = 0; i < n; i++)
-        total += quant_row_size(items[i].type, items[i].cols) * (size_t)items[i].rows;
-    size_t want = total / (4 * (size_t)sw_pool_size(pool));
-    want = want > MV_SPAN_MIN ? want : MV_SPAN_MIN;
-    for (int i = 0; i < n; i++) {
-        size_t rb = quant_row_size(items[i].type, items[i].cols);
-        int64_t rows = (int64_t)((want + rb - 1) / rb);
-        rows = (rows + 15) / 16 * 16;
-        j.span[i] = rows;
-        j.first[i + 1] = j.first[i] + (int)((items[i].rows + rows - 1) / rows);
-    }
-    sw_pool_run(pool, mv_task, &j, j.first[n]);
-    return j.rc;
+        mv[i] = (quant_mv){items[i].type, items[i].W, items[i].rows, items[i].cols, items[i].x,
+                           items[i].y};
+    return quant_matvec_multi(pool, mv, n, err);
 }

@@ -32,6 +32,8 @@
 #define STACK_STREAMS 64             /* streams up to this many threads live on the stack */
 #define ACT_PARALLEL_MIN 16384       /* activation elements worth converting in parallel */
 #define MM_ROW_GROUP 4               /* weight rows per kernel call when m > 1 */
+#define STACK_ITEMS 16               /* matvec_multi items kept on the stack */
+#define MM_WARM_BYTES (8 * 1024)     /* prefetched at once where a chunk starts cold */
 
 /* A run of chunks [front, back): the owner takes from the front, thieves
  * from the back. Packed in one word (front low, back high) so one CAS
@@ -69,12 +71,26 @@ struct mm_job {
  * block. One activation: the whole chunk is one multi-row kernel call.
  * Several: groups of MM_ROW_GROUP weight rows (a few KiB, L1) go against
  * each activation of the block in turn.
+ *
+ * A cold chunk (a thread's first, a stolen one, the first of a matrix: one
+ * that does not continue what the thread just streamed) has its first
+ * MM_WARM_BYTES prefetched at once: the kernels prefetch a fixed distance
+ * ahead of where they read, so those bytes would otherwise arrive one
+ * demand miss at a time. On a 2048x768 Q4_K matvec with 2 threads this
+ * took 0.2-0.5 us off a 14.5-18 us call (median per-call timelines, rdtsc).
  */
-static void mm_part_chunk(const mm_part *p, int64_t c)
+static void mm_part_chunk(const mm_part *p, int64_t c, int cold)
 {
     int64_t r0 = c * p->chunk;
     int64_t r1 = r0 + p->chunk < p->rows ? r0 + p->chunk : p->rows;
     int64_t group = p->m == 1 ? r1 - r0 : MM_ROW_GROUP;
+    if (cold) {
+        const uint8_t *w = p->W + (size_t)r0 * p->w_row_bytes;
+        size_t bytes = (size_t)(r1 - r0) * p->w_row_bytes;
+        bytes = bytes < MM_WARM_BYTES ? bytes : MM_WARM_BYTES;
+        for (size_t o = 0; o < bytes; o += 64)
+            __builtin_prefetch(w + o, 0, 3);
+    }
     for (int64_t i0 = 0; i0 < p->m; i0 += p->act_block) {
         int64_t i1 = i0 + p->act_block < p->m ? i0 + p->act_block : p->m;
         for (int64_t r = r0; r < r1; r += group) {
@@ -87,8 +103,9 @@ static void mm_part_chunk(const mm_part *p, int64_t c)
     }
 }
 
-/* Job-wide chunk c: finds its part (binary search over first_chunk). */
-static void mm_chunk(const struct mm_job *j, int64_t c)
+/* Job-wide chunk c: finds its part (binary search over first_chunk); it is
+ * cold unless it follows prev, the chunk this thread ran last. */
+static void mm_chunk(const struct mm_job *j, int64_t c, int64_t prev)
 {
     int lo = 0, hi = j->n_parts - 1;
     while (lo < hi) {
@@ -98,7 +115,8 @@ static void mm_chunk(const struct mm_job *j, int64_t c)
         else
             hi = mid - 1;
     }
-    mm_part_chunk(&j->parts[lo], c - j->parts[lo].first_chunk);
+    int64_t local = c - j->parts[lo].first_chunk;
+    mm_part_chunk(&j->parts[lo], local, c != prev + 1 || local == 0);
 }
 
 /* Claims a chunk from the front (back = 0) or back of s; -1 when empty. */
@@ -120,12 +138,14 @@ static int64_t stream_take(mm_stream *s, int back)
 static void mm_task(void *arg, int task, int n_tasks, int thread)
 {
     const struct mm_job *j = arg;
-    int64_t c;
-    while ((c = stream_take(&j->streams[task], 0)) >= 0)
-        mm_chunk(j, c);
+    int64_t c, prev = -2;
+    while ((c = stream_take(&j->streams[task], 0)) >= 0) {
+        mm_chunk(j, c, prev);
+        prev = c;
+    }
     for (int k = 1; k < j->n_streams; k++)
         while ((c = stream_take(&j->streams[(task + k) % j->n_streams], 1)) >= 0)
-            mm_chunk(j, c);
+            mm_chunk(j, c, -2); /* taken from the back: never a continuation */
 }
 
 /* Converting activations: work items are (row of X, slice of its blocks);
@@ -321,7 +341,9 @@ int quant_matvec(sw_pool *pool, quant_type wtype, const void *W, int64_t rows, i
  * row; the others are converted in turn into one buffer. Then every item's
  * chunks are numbered in item order and run as one parallel-for, so the
  * dispatch is paid once and the threads stream through the matrices in
- * order, stealing at the end.
+ * order, stealing at the end. Up to STACK_ITEMS items and STACK_ACT_BYTES of
+ * converted activations need no allocation (a decode step calls this
+ * dozens of times per token).
  */
 int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err)
 {
@@ -330,14 +352,29 @@ int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err)
     if (n == 0)
         return 0;
     int rc = 0;
-    uint8_t *abuf = NULL;
-    mm_part *parts = calloc((size_t)n, sizeof *parts);
-    quant_from_float_fn *acts = calloc((size_t)n, sizeof *acts);
-    size_t *aoff = calloc((size_t)n, sizeof *aoff);
-    int *owner = calloc((size_t)n, sizeof *owner); /* item whose activations i uses */
-    if (!parts || !acts || !aoff || !owner) {
-        rc = sw_errf(err, SW_ENOMEM, "matvec_multi: out of memory");
-        goto done;
+    /* per item: its part, converter, activation offset, and the item whose
+     * activations it uses */
+    mm_part stack_parts[STACK_ITEMS];
+    quant_from_float_fn stack_acts[STACK_ITEMS];
+    size_t stack_aoff[STACK_ITEMS];
+    int stack_owner[STACK_ITEMS];
+    _Alignas(64) uint8_t stack_abuf[STACK_ACT_BYTES];
+    mm_part *parts = stack_parts;
+    quant_from_float_fn *acts = stack_acts;
+    size_t *aoff = stack_aoff;
+    int *owner = stack_owner;
+    uint8_t *abuf = stack_abuf, *heap_abuf = NULL;
+    if (n > STACK_ITEMS) {
+        parts = calloc((size_t)n, sizeof *parts);
+        acts = calloc((size_t)n, sizeof *acts);
+        aoff = calloc((size_t)n, sizeof *aoff);
+        owner = calloc((size_t)n, sizeof *owner);
+        if (!parts || !acts || !aoff || !owner) {
+            rc = sw_errf(err, SW_ENOMEM, "matvec_multi: out of memory");
+            goto done;
+        }
+    } else {
+        memset(parts, 0, sizeof *parts * (size_t)n);
     }
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -347,6 +384,7 @@ int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err)
             goto done;
         quant_type at = quant_traits_of(it->wtype)->vec_dot_type;
         owner[i] = i;
+        aoff[i] = 0;
         for (int e = 0; e < i && acts[i]; e++)
             if (owner[e] == e && acts[e] && items[e].x == it->x && items[e].cols == it->cols &&
                 quant_traits_of(items[e].wtype)->vec_dot_type == at) {
@@ -358,7 +396,7 @@ int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err)
             total += (parts[i].a_row_bytes + 63) / 64 * 64;
         }
     }
-    if (total && !(abuf = aligned_alloc(64, total))) {
+    if (total > sizeof stack_abuf && !(abuf = heap_abuf = aligned_alloc(64, total))) {
         rc = sw_errf(err, SW_ENOMEM, "matvec_multi: no memory for %zu bytes of activations",
                      total);
         goto done;
@@ -382,10 +420,12 @@ int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err)
     }
     rc = mm_run(pool, parts, n, n_chunks, err);
 done:
-    free(abuf);
-    free(parts);
-    free(acts);
-    free(aoff);
-    free(owner);
+    free(heap_abuf);
+    if (parts != stack_parts) {
+        free(parts);
+        free(acts);
+        free(aoff);
+        free(owner);
+    }
     return rc;
 }

@@ -8,8 +8,12 @@
  * summed into int32 lanes by one VNNI vpdpwssd (madd + add). Offsets come out
  * through Q8_K's bsums once per super-block; one float FMA per super-block.
  *
+ * Q4_K and Q5_K depart from this (their section says how): vpdpbusd sums,
+ * packed to int16, then scaled, over an activation regrouped once per call,
+ * with four super-blocks' scales unpacked together.
+ *
  * Register layouts (four 128-bit lanes, L0..L3):
- *   32-element sub-blocks (Q4_K, Q5_K): L0-L1 one sub-block, L2-L3 the next.
+ *   32-element sub-blocks (IQ4_XS): L0-L1 one sub-block, L2-L3 the next.
  *   16-element sub-blocks (Q2_K, Q3_K, Q6_K): one sub-block per lane.
  * Scales sit as int16 in every lane (8 per lane) and pshufb spreads the
  * right one over each lane; sub-block high bits (Q3_K, Q5_K) are merged with
@@ -21,9 +25,7 @@
  * Bounds as in the AVX2 file: int16 pair sums <= 2 * 127 * 127 (IQ4_XS),
  * int32 lanes < 2^26.
  */
-#include "quant/quant_simd.h"
-
-#include <stdbool.h>
+#include "quant/quant_simd512.h"
 
 #if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__) || \
     !defined(__AVX512VNNI__)
@@ -77,197 +79,243 @@ static inline __mmask64 bits_pair(__m512i vv, int a, int b)
     return _mm512_test_epi8_mask(vv, m);
 }
 
-/*
- * The sum of v's 16 lanes in a fixed order: lane i with i + 8, then i + 4,
- * i + 2, i + 1 (the tree gcc's _mm512_reduce_add_ps uses, written out so
- * that hsum16_x4 can repeat it exactly).
- */
-static inline float hsum16(__m512 v)
-{
-    const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-    u = _mm_add_ps(u, _mm_movehl_ps(u, u));
-    u = _mm_add_ss(u, _mm_movehdup_ps(u));
-    return _mm_cvtss_f32(u);
-}
-
-/* hsum16 of four registers at once: the same additions of the same lanes,
- * with the four rows side by side in the 128-bit lanes. */
-static inline __m128 hsum16_x4(__m512 a, __m512 b, __m512 c, __m512 d)
-{
-    /* [a lo256 + a hi256 | b ...] and [c ... | d ...] */
-    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                                    _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
-                                    _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
-    /* one 128-bit lane per row: low half + high half */
-    __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
-    w = _mm512_add_ps(w, _mm512_permute_ps(w, _MM_SHUFFLE(1, 0, 3, 2)));
-    w = _mm512_add_ps(w, _mm512_movehdup_ps(w));
-    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), w));
-}
-
-/* s[r] = hsum16(v[r]) for r < nr (1..4). */
-SIMD_INLINE void hsum16_rows(int nr, float *s, const __m512 *v)
-{
-    if (nr == 4)
-        _mm_storeu_ps(s, hsum16_x4(v[0], v[1], v[2], v[3]));
-    else
-        for (int r = 0; r < nr; r++)
-            s[r] = hsum16(v[r]);
-}
-
-/*
- * The two entry points of a kernel name##_nr(n, NR, s, x, stride, y): the
- * one-row vec_dot, and name##_rows, which runs any number of rows four at
- * a time, or one at a time where `lockstep` is 0 or the rows are long
- * (SIMD_ROWS_LONG). Q6_K runs one at a time: its one-row kernel already
- * streams at memory speed, and four rows in lockstep measured slower from
- * DRAM (2048x768, 1 thread: 30-35 against 41 GB/s, at every prefetch
- * distance tried) though faster in cache.
- */
-#define DEFINE_ROWS_ENTRIES(name, xtype, lockstep)                                             \
-    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)  \
-    {                                                                                          \
-        name##_nr(n, 1, s, vx, sizeof(xtype), vy);                                             \
-    }                                                                                          \
-    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,            \
-                     size_t stride, const void *restrict vy)                                   \
-    {                                                                                          \
-        const uint8_t *x = vx;                                                                 \
-        if (!(lockstep) || SIMD_ROWS_LONG(stride)) {                                           \
-            for (int r = 0; r < nr; r++)                                                       \
-                name##_nr(n, 1, s + r, x + (size_t)r * stride, stride, vy);                    \
-            return;                                                                            \
-        }                                                                                      \
-        for (; nr >= 4; nr -= 4, s += 4, x += 4 * stride)                                      \
-            name##_nr(n, 4, s, x, stride, vy);                                                 \
-        if (nr == 3)                                                                           \
-            name##_nr(n, 3, s, x, stride, vy);                                                 \
-        else if (nr == 2)                                                                      \
-            name##_nr(n, 2, s, x, stride, vy);                                                 \
-        else if (nr == 1)                                                                      \
-            name##_nr(n, 1, s, x, stride, vy);                                                 \
-    }
-
 /* --- Q4_K and Q5_K ----------------------------------------------------- */
 
 /*
- * Super-blocks go in pairs (a, b): the per-super-block work outside the
- * 256 products (unpacking scales and mins, converting d and dmin, the min
- * term) is done once for both at 256/512-bit width, which measured ~10%
- * faster than one at a time. An odd last super-block pairs with itself and
- * its copy's min term and product are dropped.
+ * Rows are walked one at a time, in address order: four rows in lockstep
+ * shared more work and ran faster in L2 but streamed worse from DRAM
+ * (2048 columns, 1 thread: 32-33 against 37-39 GB/s; four interleaved
+ * streams serve the hardware prefetchers badly), so the sharing comes from
+ * elsewhere:
+ *
+ *   - the activation is prepared once per call (k4_yprep) for every row:
+ *     each super-block's 256 bytes regrouped to the weights' order, its
+ *     bsums summed in pairs (the min term's multiplier), and y.d;
+ *   - a row's super-blocks go four at a time: the first 16 bytes of each
+ *     (d, dmin, 12 scale bytes) into one 128-bit lane each, so one unpack
+ *     gives the four blocks' scales and mins, one conversion their d and
+ *     dmin, and one multiply-add their four min terms.
+ *
+ * The integer work per super-block: its 128 qs bytes are two registers;
+ * register k's low nibbles are sub-blocks 4k and 4k+2 (bytes 0..31,
+ * 32..63), its high nibbles 4k+1 and 4k+3, against the regrouped y:
+ *
+ *   vpdpbusd    four: nibble (| fifth bit) x activation, 4 products per
+ *               int32 lane; a lane is a quarter of a 16-element half of a
+ *               sub-block, |lane| <= 4 * 31 * 128 < 2^15
+ *   vpackssdw   two: pairs of those registers to int16 (exact: they fit),
+ *               lanes now [sub-block a x 4, sub-block b x 4] per 128 bits
+ *   vpdpwssd    two: times the sub-block scales, into int32
+ *
+ * which replaces per-sub-block vpmaddubsw + vpdpwssd + a pshufb per scale.
+ * Against the kernel it replaced (Q4_K, 1 thread): in L2 47 against 37 GB/s
+ * at 768 columns, 55 against 44 at 2048; from DRAM 40 against 32-34. vec_dot is the rows kernel with one row, so the two agree bit
+ * for bit; the float work of a row does not depend on how its super-blocks
+ * are split into prepared segments (groups of four always start at a
+ * multiple of four).
  */
 
-/* sum_b sc_b * sum q * y of one super-block; sm holds its scales (bytes 0..7). */
-SIMD_INLINE __m512i k4_sumi(const uint8_t *qs, const uint8_t *qh, const int8_t *q8, __m128i sm)
+/* pshufb controls over a 128-bit lane holding scales (bytes 0..7) and mins
+ * (8..15), making int16 (high byte zero): k_k4_sc[h] for lanes 0-1 the
+ * scales of sub-blocks 4h, 4h+1 (four each), for lanes 2-3 those of 4h+2,
+ * 4h+3; k_k4_mins: every lane's mins m0..m7. */
+#define Z 0x80
+#define SC4(j) (j), Z, (j), Z, (j), Z, (j), Z
+static _Alignas(64) const uint8_t k_k4_sc[2][64] = {
+    {SC4(0), SC4(1), SC4(0), SC4(1), SC4(2), SC4(3), SC4(2), SC4(3)},
+    {SC4(4), SC4(5), SC4(4), SC4(5), SC4(6), SC4(7), SC4(6), SC4(7)},
+};
+#define M8 8, Z, 9, Z, 10, Z, 11, Z, 12, Z, 13, Z, 14, Z, 15, Z
+static _Alignas(64) const uint8_t k_k4_mins[64] = {M8, M8, M8, M8};
+#undef M8
+#undef Z
+#undef SC4
+
+/* 128-bit lane r (0..3) of v in all four lanes (an immediate per case, so
+ * that builds which do not unroll the loops still compile). */
+SIMD_INLINE __m512i lane_bcast(__m512i v, int r)
 {
-    const __m512i sc = scales16_x4(_mm_cvtepu8_epi16(sm));
-    const __m512i low4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
-    const __m512i hb = qh ? _mm512_broadcast_i64x4(load256(qh)) : _mm512_setzero_si512();
-    __m512i sumi = _mm512_setzero_si512();
-#pragma GCC unroll 2
-    for (int k = 0; k < 2; k++) {
-        /* 64 qs bytes: chunks 2k and 2k+1, i.e. sub-blocks 4k..4k+3 in
-         * [lo 2k, lo 2k+1] and [hi 2k, hi 2k+1]; regroup them in order */
-        const __m512i q = load512(qs + 64 * k);
-        const __m512i lo = _mm512_and_si512(q, low4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
-        __m512i u0 = _mm512_shuffle_i64x2(lo, hi, 0x44); /* sub-blocks 4k, 4k+1 */
-        __m512i u1 = _mm512_shuffle_i64x2(lo, hi, 0xEE); /* sub-blocks 4k+2, 4k+3 */
-        if (qh) {
-            u0 = _mm512_mask_add_epi8(u0, bits_pair(hb, 4 * k, 4 * k + 1), u0, sixteen);
-            u1 = _mm512_mask_add_epi8(u1, bits_pair(hb, 4 * k + 2, 4 * k + 3), u1, sixteen);
-        }
-        const __m512i p0 = _mm512_maddubs_epi16(u0, load512(q8 + 128 * k));
-        const __m512i p1 = _mm512_maddubs_epi16(u1, load512(q8 + 128 * k + 64));
-        sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_shuffle_epi8(sc, PICK_PAIR(2 * k)));
-        sumi = _mm512_dpwssd_epi32(sumi, p1, _mm512_shuffle_epi8(sc, PICK_PAIR(2 * k + 1)));
+    switch (r) {
+    case 0: return _mm512_shuffle_i32x4(v, v, 0x00);
+    case 1: return _mm512_shuffle_i32x4(v, v, 0x55);
+    case 2: return _mm512_shuffle_i32x4(v, v, 0xAA);
+    default: return _mm512_shuffle_i32x4(v, v, 0xFF);
     }
-    return sumi;
 }
 
-/* What a pair of super-blocks shares: its scales, and its d * y.d. */
-typedef struct k4_pair {
-    __m256i sm;    /* scales and mins: super-block a in the low 16 bytes, b in the high */
-    __m512 da, db; /* d * y.d of a and of b, broadcast */
-} k4_pair;
-
-/*
- * Unpacks the scales of super-blocks a and b (hd: their d, dmin halves) and
- * adds both min terms, dmin * y.d * sum_b m_b * bsums, to *mins; b's only
- * if pair_b (else b is a again).
- */
-SIMD_INLINE k4_pair k4_pair_start(const uint8_t *sc_a, const uint8_t *sc_b, const ggml_half *hd_a,
-                                  const ggml_half *hd_b, const block_q8_K *ya, const block_q8_K *yb,
-                                  bool pair_b, __m512 *mins)
+/* Per 128-bit lane: head bytes (d, dmin, scales[12]) -> 8 scales, 8 mins
+ * (the unpacking of simd_k4_scales_mins, with the scales at byte 4). */
+SIMD_INLINE __m512i k4_unpack(__m512i h)
 {
-    k4_pair p;
-    p.sm = simd_k4_scales_mins_x2(sc_a, sc_b);
-    uint32_t ha, hb;
-    memcpy(&ha, hd_a, sizeof ha);
-    memcpy(&hb, hd_b, sizeof hb);
-    const __m128 h = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)ha), (int)hb, 1));
-    const __m128 dd = _mm_mul_ps(h, _mm_setr_ps(ya->d, ya->d, yb->d, yb->d)); /* d a, dmin a, d b, dmin b */
-    const __m512 d4 = _mm512_castps128_ps512(dd);
-    p.da = _mm512_broadcastss_ps(dd);
-    p.db = _mm512_permutexvar_ps(_mm512_set1_epi32(2), d4);
-    /* mins paired with themselves against bsums 2b, 2b+1: lanes 0..7 a, 8..15 b */
-    const __m512i m16 = _mm512_cvtepu8_epi16(_mm256_unpackhi_epi8(p.sm, p.sm));
-    const __m512i bs = _mm512_inserti64x4(_mm512_castsi256_si512(load256(ya->bsums)), load256(yb->bsums), 1);
-    const __m512i dmin_lanes = _mm512_inserti64x4(_mm512_set1_epi32(1), _mm256_set1_epi32(3), 1);
-    const __m512 dmin = _mm512_maskz_permutexvar_ps(pair_b ? 0xFFFF : 0x00FF, dmin_lanes, d4);
-    *mins = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bs)), *mins);
-    return p;
+    const __m512i pick_lo = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m512i lo = _mm512_srlv_epi32(_mm512_shuffle_epi8(h, pick_lo),
+                                         _mm512_broadcast_i32x4(_mm_setr_epi32(0, 0, 0, 4)));
+    const __m512i lo_mask = _mm512_broadcast_i32x4(
+        _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m512i pick_hi = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+    const __m512i top = _mm512_and_si512(_mm512_srli_epi16(_mm512_shuffle_epi8(h, pick_hi), 2),
+                                         _mm512_set1_epi8(0x30));
+    /* (lo & lo_mask) | top */
+    return _mm512_ternarylogic_epi32(lo, lo_mask, top, 0xEA);
 }
 
+/* Super-blocks prepared per call: at most this many at a time (32768
+ * columns, a 36 KiB stack frame; longer rows are prepared in segments,
+ * per row, which costs about half again the integer work). */
+#define K4_PREP_MAX 128
+
 /*
- * Rows go through the kernels NR (1..4) at a time: the activation super-
- * block is loaded once per step and every row keeps its own acc and mins in
- * registers, doing exactly the float operations the one-row kernel does, in
- * the same order; the final reductions of four rows are done transposed
- * (hsum16_x4), pairing the same lanes as hsum16. So each row's result is
- * bit-identical whether it ran alone or with others.
+ * The activation of super-blocks [i0, i0 + cnt) in the form the row loop
+ * reads: q[i][k] = register k of super-block i (sub-blocks 0|2, 1|3, 4|6,
+ * 5|7), bp[i] = its bsums summed in pairs as int16, so that four
+ * consecutive super-blocks' bp are one register (lane k = super-block k),
+ * and d2[i] = y.d twice (lanes 2k, 2k+1 of a group's d, dmin vector).
+ * bp and d2 are zero from cnt up to the next multiple of four, so a last
+ * group of 1..3 super-blocks reads whole registers and its empty lanes
+ * (zero d and dmin too) add exactly nothing.
  */
-#define DEFINE_DOT_K4(name, xtype, QH)                                                                 \
-    SIMD_INLINE void name##_nr(int64_t n, const int NR, float *restrict s, const uint8_t *restrict x0, \
-                               size_t stride, const block_q8_K *restrict y)                            \
+typedef struct k4_yprep {
+    __m512i q[K4_PREP_MAX][4];
+    __m128i bp[K4_PREP_MAX];
+    _Alignas(32) float d2[K4_PREP_MAX][2];
+} k4_yprep;
+
+SIMD_INLINE __m512i k4_y1(const int8_t *p)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load256(p)), load256(p + 64), 1);
+}
+
+static void k4_prepare(const block_q8_K *y, int64_t cnt, k4_yprep *yp)
+{
+    for (int64_t i = 0; i < cnt; i++) {
+        yp->q[i][0] = k4_y1(y[i].qs);
+        yp->q[i][1] = k4_y1(y[i].qs + 32);
+        yp->q[i][2] = k4_y1(y[i].qs + 128);
+        yp->q[i][3] = k4_y1(y[i].qs + 160);
+        const __m256i pairs = _mm256_madd_epi16(load256(y[i].bsums), _mm256_set1_epi16(1));
+        yp->bp[i] = _mm256_cvtepi32_epi16(pairs); /* |pair| <= 2 * 16 * 128: exact */
+        yp->d2[i][0] = yp->d2[i][1] = y[i].d;
+    }
+    for (int64_t i = cnt; i % 4; i++) {
+        yp->bp[i] = _mm_setzero_si128();
+        yp->d2[i][0] = yp->d2[i][1] = 0.0f;
+    }
+}
+
+/* sum_j sc_j * sum q * y of one super-block; sm: its scales and mins in
+ * every lane; hb: [qh | qh] (Q5_K) or NULL. */
+SIMD_INLINE __m512i k4_sumi(const uint8_t *qs, const __m512i *hb, const __m512i *y, __m512i sm)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
+    __m512i t[4];
+    for (int k = 0; k < 2; k++) {
+        const __m512i q = load512(qs + 64 * k);
+        __m512i lo = _mm512_and_si512(q, low4);
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+        if (hb) {
+            lo = _mm512_mask_add_epi8(lo, bits_pair(*hb, 4 * k, 4 * k + 2), lo, sixteen);
+            hi = _mm512_mask_add_epi8(hi, bits_pair(*hb, 4 * k + 1, 4 * k + 3), hi, sixteen);
+        }
+        t[2 * k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, y[2 * k]);
+        t[2 * k + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, y[2 * k + 1]);
+    }
+    const __m512i s0 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_sc[0]));
+    const __m512i s1 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_sc[1]));
+    __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(t[0], t[1]), s0);
+    return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t[2], t[3]), s1);
+}
+
+/* A row's running sums: acc over the scaled products, mins over the min
+ * terms (lane group k: super-blocks 4g + k). */
+typedef struct k4_acc {
+    __m512 acc, mins;
+} k4_acc;
+
+/*
+ * name##_span: super-blocks [i0, i0 + cnt) of row x (i0 a multiple of 4)
+ * against the prepared y (yp holds super-blocks from p0 on), four at a
+ * time, the last group 1..4. name##_rows: the rows one after another, y
+ * prepared once (or per segment of K4_PREP_MAX for longer rows); name: one
+ * row.
+ */
+#define DEFINE_K4_SPAN(name, xtype, HAS_QH)                                                            \
+    SIMD_INLINE void name##_span(const xtype *restrict x, int64_t i0, int64_t cnt,                     \
+                                 const k4_yprep *restrict yp, int64_t p0, k4_acc *a)                   \
     {                                                                                                  \
-        const int64_t nb = n / QK_K;                                                                   \
-        const size_t ahead = simd_rows_ahead(NR, stride);                                              \
-        __m512 acc[4], mins[4];                                                                        \
-        for (int r = 0; r < NR; r++)                                                                   \
-            acc[r] = mins[r] = _mm512_setzero_ps();                                                    \
-        for (int64_t a = 0; a < nb; a += 2) {                                                          \
-            const int64_t b = a + 1 < nb ? a + 1 : a;                                                  \
-            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                       \
+        const __m512i pick_d = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);     \
+        const __m512i pick_dmin = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);   \
+        for (int64_t g = i0; g < i0 + cnt; g += 4) {                                                   \
+            const int n4 = i0 + cnt - g < 4 ? (int)(i0 + cnt - g) : 4;                                 \
+            const int64_t j = g - p0; /* index into yp */                                              \
+            /* the group's 4 * 144 (176) bytes, SIMD_PREFETCH_BYTES on */                               \
+            _Pragma("GCC unroll 12") for (size_t o = 0; o < 4 * sizeof *x; o += 64)                   \
+                _mm_prefetch((const char *)&x[g] + SIMD_PREFETCH_BYTES + o, _MM_HINT_T0);              \
+            /* lane k: the first 16 bytes of super-block g + k (zero past n4) */                        \
+            __m512i heads = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)&x[g]));           \
+            if (n4 > 1)                                                                                \
+                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 1]), 1);     \
+            if (n4 > 2)                                                                                \
+                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 2]), 2);     \
+            if (n4 > 3)                                                                                \
+                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 3]), 3);     \
+            const __m512i bp = _mm512_load_si512(&yp->bp[j]); /* zero past the end */                   \
+            const __m256 yd = _mm256_load_ps(yp->d2[j]);                                               \
+            const __m512i sm = k4_unpack(heads);                                                       \
+            /* d * y.d, dmin * y.d of super-blocks g..g+3: lanes 2k, 2k + 1 */                         \
+            const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(                                    \
+                _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick_d, heads))), yd)); \
+            const __m512i m16 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_mins));                \
+            a->mins = _mm512_fmadd_ps(_mm512_permutexvar_ps(pick_dmin, dd),                            \
+                                      _mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bp)), a->mins);        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                                        \
             {                                                                                          \
-                const xtype *x = (const xtype *)(x0 + (size_t)r * stride);                             \
-                simd_prefetch_ahead(&x[a], 2 * sizeof *x, ahead);                                      \
-                const k4_pair p = k4_pair_start(x[a].scales, x[b].scales, &x[a].d, &x[b].d, &y[a],     \
-                                                &y[b], b != a, &mins[r]);                              \
-                const __m512i sa = k4_sumi(x[a].qs, QH(a), y[a].qs, _mm256_castsi256_si128(p.sm));     \
-                acc[r] = _mm512_fmadd_ps(p.da, _mm512_cvtepi32_ps(sa), acc[r]);                        \
-                if (b != a) {                                                                          \
-                    const __m512i sb = k4_sumi(x[b].qs, QH(b), y[b].qs,                                \
-                                               _mm256_extracti128_si256(p.sm, 1));                     \
-                    acc[r] = _mm512_fmadd_ps(p.db, _mm512_cvtepi32_ps(sb), acc[r]);                    \
-                }                                                                                      \
+                if (k >= n4)                                                                           \
+                    break;                                                                             \
+                __m512i hb;                                                                            \
+                if (HAS_QH)                                                                            \
+                    hb = _mm512_broadcast_i64x4(load256(K4_QH(x, g + k)));                             \
+                const __m512i sumi = k4_sumi(x[g + k].qs, HAS_QH ? &hb : NULL, yp->q[j + k],           \
+                                             lane_bcast(sm, k));                                       \
+                const __m512 dk = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * k), dd);                 \
+                a->acc = _mm512_fmadd_ps(dk, _mm512_cvtepi32_ps(sumi), a->acc);                        \
             }                                                                                          \
         }                                                                                              \
-        for (int r = 0; r < NR; r++)                                                                   \
-            acc[r] = _mm512_sub_ps(acc[r], mins[r]);                                                   \
-        hsum16_rows(NR, s, acc);                                                                       \
     }                                                                                                  \
-    DEFINE_ROWS_ENTRIES(name, xtype, 1)
+    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride,     \
+                     const void *restrict vy)                                                          \
+    {                                                                                                  \
+        const block_q8_K *y = vy;                                                                      \
+        const uint8_t *x0 = vx;                                                                        \
+        const int64_t nb = n / QK_K;                                                                   \
+        k4_yprep yp;                                                                                   \
+        if (nb <= K4_PREP_MAX)                                                                         \
+            k4_prepare(y, nb, &yp);                                                                    \
+        for (int r = 0; r < nr; r++) {                                                                 \
+            const xtype *x = (const xtype *)(x0 + (size_t)r * stride);                                 \
+            k4_acc a = {_mm512_setzero_ps(), _mm512_setzero_ps()};                                     \
+            if (nb <= K4_PREP_MAX) {                                                                   \
+                name##_span(x, 0, nb, &yp, 0, &a);                                                     \
+            } else {                                                                                   \
+                for (int64_t p = 0; p < nb; p += K4_PREP_MAX) {                                        \
+                    const int64_t cnt = nb - p < K4_PREP_MAX ? nb - p : K4_PREP_MAX;                    \
+                    k4_prepare(y + p, cnt, &yp);                                                       \
+                    name##_span(x, p, cnt, &yp, p, &a);                                                \
+                }                                                                                      \
+            }                                                                                          \
+            s[r] = hsum16(_mm512_sub_ps(a.acc, a.mins));                                               \
+        }                                                                                              \
+    }                                                                                                  \
+    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)          \
+    {                                                                                                  \
+        name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                                   \
+    }
 
-#define Q4K_NO_QH(i) NULL
-#define Q5K_QH(i) x[i].qh
-DEFINE_DOT_K4(quant_vec_dot_q4_K_avx512, block_q4_K, Q4K_NO_QH)
-DEFINE_DOT_K4(quant_vec_dot_q5_K_avx512, block_q5_K, Q5K_QH)
+#define K4_QH(x, i) ((const block_q5_K *)(x))[i].qh
+DEFINE_K4_SPAN(quant_vec_dot_q4_K_avx512, block_q4_K, 0)
+DEFINE_K4_SPAN(quant_vec_dot_q5_K_avx512, block_q5_K, 1)
+#undef K4_QH
 
 /* --- Q6_K -------------------------------------------------------------- */
 

@@ -192,24 +192,6 @@ static inline __m128i simd_k4_scales_mins(const uint8_t *q)
     return _mm_or_si128(_mm_and_si128(lo, lo_mask), top);
 }
 
-/* The same for two super-blocks at once: a's 16 bytes, then b's. */
-static inline __m256i simd_k4_scales_mins_x2(const uint8_t *a, const uint8_t *b)
-{
-    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
-                                              _mm_loadu_si128((const __m128i *)b), 1);
-    const __m256i pick_lo = _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4);
-    const __m256i lo = _mm256_srlv_epi32(_mm256_shuffle_epi8(v, pick_lo), shift);
-    const __m256i lo_mask = _mm256_broadcastsi128_si256(
-        _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
-    const __m256i pick_hi = _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-    const __m256i top = _mm256_and_si256(_mm256_srli_epi16(_mm256_shuffle_epi8(v, pick_hi), 2),
-                                         _mm256_set1_epi8(0x30));
-    return _mm256_or_si256(_mm256_and_si256(lo, lo_mask), top);
-}
-
 /* Q3_K: the 16 scales of a super-block as int8, bias removed (-32..31). */
 static inline __m128i simd_q3k_scales(const uint8_t *q)
 {
