@@ -3,7 +3,8 @@
 # streamed (the default store) against --mmap (the page cache) under the
 # same cgroup v1 memory limit, and against the disk's bound.
 #
-#   sh bench/stream.sh [--out FILE.md]      (root: cgroups, drop_caches)
+#   sh bench/stream.sh [--out FILE.md]      (root: cgroups, drop_caches;
+#                                           FILE.md.jsonl gets every run's JSON)
 #
 # Each run: the page cache is dropped, then `spillway bench MODEL --threads
 # T --prompt P --gen G --json` runs inside a fresh child memory cgroup with
@@ -172,6 +173,17 @@ if s and "failed" not in s:
         print(f"Without its read stalls the same decode would run at {int(ngen) / io_free:.2f} "
               f"tok/s (compute and everything else): streamed reaches "
               f"{100 * s['decode_tps'] * io_free / int(ngen):.0f}% of that.")
+    rt = s.get("routing")
+    if rt:
+        print(f"Routing the decode saw ({rt['moe_layers']} MoE layers): "
+              f"{rt['distinct_mean']:.1f} distinct experts per layer per {rt['window']} tokens "
+              f"(random routing: {rt['distinct_random']:.1f}); "
+              f"{100 * rt['reuse_prev']:.1f}% of a token's experts reused from the previous "
+              f"token (random: {100 * rt['reuse_random']:.1f}%).")
+    if st.get("prefetch_issued") is not None:
+        print(f"Read-ahead (whole run, warm-up included): {st['prefetch_issued']} experts read "
+              f"ahead, {st['prefetch_hits']} used, {st['prefetch_wasted']} evicted unused; "
+              f"{st.get('misses', 0)} demand misses.")
     if m and "failed" not in m and m["decode_tps"] > 0:
         print(f"Streamed / mmap decode: **{s['decode_tps'] / m['decode_tps']:.2f}x** (target 2x).")
 p = rows.get("replay")
@@ -188,4 +200,9 @@ elif p:
     print(f"\nReplay: failed ({p.get('failed')})")
 EOF
 }
-if [ -n "$out" ]; then report >"$out"; else report; fi
+if [ -n "$out" ]; then
+    report >"$out"
+    cp "$tmp/rows.jsonl" "$out.jsonl" # every run's full bench JSON
+else
+    report
+fi

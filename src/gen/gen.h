@@ -27,9 +27,10 @@
  *       thread count or chunking, and the same seed gives the same weights
  *       in every storage type. Values are approximately normal (the sum of
  *       four 16-bit uniforms from one 64-bit hash: Irwin-Hall, tails cut at
- *       3.46 sigma) with mean 0 and std 1/sqrt(row length) for matrices, so
- *       activations keep their scale and MoE routers pick different experts
- *       for different tokens; norms are near 1. The K-quants are written by
+ *       3.46 sigma) with mean 0 and, for most matrices, std 1/sqrt(row
+ *       length) (unit gain: activations keep their scale); norms are near
+ *       1. The exceptions make routing realistic (Scales, below). The
+ *       K-quants are written by
  *       single-pass quantizers (scales from each sub-block's range, no
  *       search): about ten times faster than the reference quantizers, at an
  *       error a few per cent higher. gen_options.exact selects the reference
@@ -44,6 +45,35 @@
  *       header_only writes the real header and leaves the data as a hole (a
  *       sparse file of the full size, reading as zeros), so the layout of a
  *       60 GB model can be checked in milliseconds.
+ *
+ * Scales. With every matrix at unit gain, a generated MoE routed almost
+ * the same experts for every token (qwen3-30b-a3b: ~30 distinct experts of
+ * 128 per layer over 100 tokens, 79% of a token's experts reused from the
+ * previous one; random routing: 128 and 6%). Two causes, both fixed here:
+ *   - The token embedding was drawn as a matrix with n_embd inputs (std
+ *     1/sqrt(n_embd)), so a token's own vector had norm ~1 while every layer
+ *     adds vectors of per-element RMS ~0.1-1 (norm ~sqrt(n_embd)): from the
+ *     first attention on, the token itself was a few per cent of the
+ *     residual stream. The embedding is a lookup, not a projection: its rows
+ *     now have per-element std 0.2, the scale of what one layer writes.
+ *   - Random attention is nearly uniform (scores of std ~1), so its output
+ *     is mostly the mean of the context's values: a vector that consecutive
+ *     tokens share, and that every later layer's attention averages and
+ *     passes on again. At unit gain that shared part grew with depth until
+ *     it dominated the residual stream, and with it every router's input.
+ *     Trained heads attend to a few positions instead. attn_output gets a
+ *     gain of 0.3: the context still colours the residual stream (so
+ *     consecutive tokens share about twice random's experts, as the trained
+ *     tinymoe does: 15.4% against 6.25%), but the token-specific part
+ *     (embedding, FFN and expert outputs, functions of the token) dominates
+ *     at every depth.
+ *   The router keeps unit gain: logits of std ~1 per expert, the spread of
+ *   the trained tinymoe's routers on random inputs (0.3-0.8); the top-k
+ *   choice does not depend on the router's scale, only the mixing weights
+ *   do. The output head (output.weight, or a tied token_embd) has std
+ *   2/sqrt(n_embd): logits of std ~2. The resulting routing statistics are
+ *   in bench/RESULTS.md (streaming section); tests/test_gen.c checks
+ *   tiny-moe's through the model itself.
  *
  * Tokenizer: gen copies every tokenizer.* key from a GGUF holding the
  * family's vocabulary (the fixtures' ggml-vocab-*.gguf), padding the token

@@ -19,8 +19,13 @@
 #include <string.h>
 #include <strings.h>
 
-/* Weights are N(0, 1/row length); these are the other scales. */
-#define GEN_STD_NORM 0.02f /* spread of norm weights around 1 */
+/* Weights are N(0, 1/row length) (unit gain: an input of RMS 1 gives outputs
+ * of RMS 1) except where gen.h's "Scales" says otherwise; these are the
+ * other scales. */
+#define GEN_STD_EMBD 0.2f      /* token embedding (untied): per element */
+#define GEN_STD_LOGIT 2.0f     /* logits of a normalized hidden state */
+#define GEN_GAIN_ATTN_OUT 0.3f /* attention's output projection */
+#define GEN_STD_NORM 0.02f     /* spread of norm weights around 1 */
 #define GEN_STD_BIAS 0.02f
 #define GEN_STD_SINK 1.0f  /* gpt-oss attention sinks: logits */
 
@@ -176,7 +181,8 @@ static void add_layer(plan_builder *b, const gen_spec *s, int64_t il)
     add_matrix(b, NAME("attn_q.weight"), E, q_dim, 0);
     add_matrix(b, NAME("attn_k.weight"), E, kv_dim, 0);
     add_matrix(b, NAME("attn_v.weight"), E, kv_dim, 0);
-    add_matrix(b, NAME("attn_output.weight"), q_dim, E, 0);
+    add(b, NAME("attn_output.weight"), GEN_INIT_NORMAL, GEN_GAIN_ATTN_OUT / sqrtf((float)q_dim), 2,
+        q_dim, E, 1);
     if (qwen3) {
         add(b, NAME("attn_q_norm.weight"), GEN_INIT_ONE, GEN_STD_NORM, 1, s->head_dim, 1, 1);
         add(b, NAME("attn_k_norm.weight"), GEN_INIT_ONE, GEN_STD_NORM, 1, s->head_dim, 1, 1);
@@ -255,10 +261,13 @@ int gen_plan_build(const gen_spec *spec, const gen_ftype *ftype, int64_t n_layer
     out->n_layer = n_layer;
 
     plan_builder b = {.plan = out, .err = err};
-    add_matrix(&b, "token_embd.weight", spec->n_embd, spec->n_vocab, 0);
+    /* a tied embedding is also the output head: its scale is the logits' */
+    const float head_std = GEN_STD_LOGIT / sqrtf((float)spec->n_embd);
+    add(&b, "token_embd.weight", GEN_INIT_NORMAL, spec->tied_output ? head_std : GEN_STD_EMBD, 2,
+        spec->n_embd, spec->n_vocab, 1);
     add(&b, "output_norm.weight", GEN_INIT_ONE, GEN_STD_NORM, 1, spec->n_embd, 1, 1);
     if (!spec->tied_output)
-        add_matrix(&b, "output.weight", spec->n_embd, spec->n_vocab, 0);
+        add(&b, "output.weight", GEN_INIT_NORMAL, head_std, 2, spec->n_embd, spec->n_vocab, 1);
     if (spec->rope == GEN_ROPE_LLAMA3)
         add(&b, "rope_freqs.weight", GEN_INIT_ROPE_FREQS, 0, 1, spec->head_dim / 2, 1, 1);
     for (int64_t il = 0; il < n_layer; il++)

@@ -97,8 +97,11 @@ static void drop_slot(xcache *c, policy_key k, bool give_back)
     xentry *e = entry_of(c, k);
     if (e->prefetched)
         c->prefetch_wasted++;
-    if (give_back)
+    if (give_back) {
         madvise(slot_at(c, e->slot), c->slot_bytes, MADV_DONTNEED);
+        c->n_faulted -= c->faulted[e->slot];
+        c->faulted[e->slot] = 0;
+    }
     c->free_slots[c->n_free++] = e->slot;
     free(e->msg);
     *e = (xentry){.slot = -1};
@@ -119,6 +122,8 @@ static int take_slot(xcache *c, bool wait, int spare, int32_t *slot)
     for (;;) {
         if (!policy_full(c->pol) && c->n_free) {
             *slot = c->free_slots[--c->n_free];
+            c->n_faulted += !c->faulted[*slot]; /* its read faults it in */
+            c->faulted[*slot] = 1;
             return 0;
         }
         policy_key v;
@@ -186,6 +191,21 @@ static void evict_for_resize(void *ctx, policy_key k)
     drop_slot(ctx, k, true);
 }
 
+/* After a shrink: gives back the pages of free slots (pre-faulted at open,
+ * or emptied since) beyond what the capacity can fill, so that the memory
+ * the cache holds follows its budget down. */
+static void trim_free_slots(xcache *c)
+{
+    for (int64_t i = 0; i < c->n_free && c->n_faulted > c->capacity; i++) {
+        int32_t slot = c->free_slots[i];
+        if (c->faulted[slot]) {
+            madvise(slot_at(c, slot), c->slot_bytes, MADV_DONTNEED);
+            c->faulted[slot] = 0;
+            c->n_faulted--;
+        }
+    }
+}
+
 /* Applies a budget the pressure watcher chose since the last plan (a
  * shrink gives the freed slots back to the kernel); counts steps (a plan
  * of a layer not above the last planned one begins a step) and publishes
@@ -201,8 +221,9 @@ static void apply_budget(xcache *c, int layer)
         int64_t cap = xcache_capacity_for(c, b);
         if (cap != c->capacity && policy_resize(c->pol, (size_t)cap, evict_for_resize, c) >= 0)
             c->capacity = cap;
+        trim_free_slots(c);
     }
-    atomic_store(&c->used_bytes, (int64_t)policy_count(c->pol) * (int64_t)c->slot_bytes);
+    atomic_store(&c->used_bytes, c->n_faulted * (int64_t)c->slot_bytes);
 }
 
 /* --- prediction ----------------------------------------------------------- */
@@ -346,9 +367,23 @@ int xcache_plan(xcache *c, int layer, const int *experts, int n, sw_err *err)
     policy_layer_begin(c->pol, layer);
     xpred_observe(c->pred, layer, experts, n);
     c->pf_layer = -1;
+    /* When the whole plan fits, the entries present are reserved first, so
+     * that making room for the absent ones never evicts one this step is
+     * about to use (and reads it again). Every pin is then one of the n
+     * <= capacity planned entries, so progress is as certain as with the
+     * prefix below. */
+    if (n <= c->capacity)
+        for (int i = 0; i < n; i++) {
+            xentry *e = &L->e[experts[i]];
+            if (e->state != XE_ABSENT &&
+                (rc = reserve(c, policy_key_make(layer, experts[i]), err)))
+                return rc;
+        }
     for (int i = 0; i < n; i++) {
         xentry *e = &L->e[experts[i]];
         policy_key k = policy_key_make(layer, experts[i]);
+        if (e->reserved)
+            continue;
         if (e->state == XE_ABSENT) {
             int32_t slot;
             if (take_slot(c, true, -1, &slot))

@@ -30,11 +30,16 @@
  *   - its reads are in flight (the reader owns the slot),
  *   - store_expert_plan reserved it for the layer about to run,
  *   - the model holds it (store_expert .. store_expert_release).
- * store_expert_plan walks the layer's experts in the order the model will
- * ask for them and reserves each (issuing the reads of those absent) until
- * no slot can be had; the rest are read on demand. Reservations are thus a
- * prefix of the request order, so a cache of n_expert_used entries always
- * makes progress (store.h), and the capacity never goes below that.
+ * store_expert_plan reserves the layer's experts for the step. When they
+ * all fit in the capacity it first reserves those present (so that room
+ * made for the absent ones never evicts one the step needs), then takes
+ * slots for the absent ones and issues their reads; every pin is then one
+ * of the planned entries, which fit. A bigger plan (a prompt batch) walks
+ * the experts in the order the model will ask for them and reserves each
+ * (issuing the reads of those absent) until no slot can be had; the rest
+ * are read on demand. Reservations are then a prefix of the request order.
+ * Either way a cache of n_expert_used entries always makes progress
+ * (store.h), and the capacity never goes below that.
  *
  * Counting. A request is a hit when the entry was present, or being read
  * by a prefetch (issued while an earlier layer ran), when the layer was

@@ -73,6 +73,8 @@ struct xcache {
     int64_t n_slots;          /* every (layer, expert) of the model */
     int32_t *free_slots;      /* stack, lowest index on top */
     int64_t n_free;
+    uint8_t *faulted;         /* [n_slots]: 1 where the slot's pages are in memory */
+    int64_t n_faulted;        /* slots with faulted set: the cache's real footprint */
     int64_t capacity;         /* entries the budget holds */
     int n_prefetch_loading;   /* prefetched entries still loading */
     policy_key *resv;         /* keys the current plan reserved [n_resv] */

@@ -216,7 +216,8 @@ static int map_slots(xcache *c, sw_err *err)
     void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     c->free_slots = malloc((size_t)c->n_slots * sizeof *c->free_slots);
-    if (m == MAP_FAILED || !c->free_slots) {
+    c->faulted = calloc((size_t)c->n_slots, 1);
+    if (m == MAP_FAILED || !c->free_slots || !c->faulted) {
         if (m != MAP_FAILED)
             munmap(m, bytes);
         return sw_errf(err, SW_ENOMEM, "store: cannot reserve %zu bytes for expert slots", bytes);
@@ -226,6 +227,35 @@ static int map_slots(xcache *c, sw_err *err)
         c->free_slots[i] = (int32_t)(c->n_slots - 1 - i);
     c->n_free = c->n_slots;
     return 0;
+}
+
+/*
+ * Faults in, at open, the slots the budget will fill first (the free stack
+ * hands out the lowest indices first). Left to the reads, every fresh slot
+ * is zeroed page by page inside the submitting call on the owner thread,
+ * in the middle of the warm-up's compute (about 15% of its samples); here
+ * the kernel does it in one call per run of slots, before the first token.
+ * The memory is what the budget grants anyway; the watcher is told of it
+ * (used_bytes counts faulted slots, the cache's real footprint). Where the
+ * kernel lacks MADV_POPULATE_WRITE (before 5.14) the slots fault lazily as
+ * before.
+ */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+static void prefault_slots(xcache *c)
+{
+    int64_t n = c->capacity < c->n_slots ? c->capacity : c->n_slots;
+    if (n <= 0)
+        return;
+    /* told first: the watcher may sample while the pages come in */
+    atomic_store(&c->used_bytes, n * (int64_t)c->slot_bytes);
+    if (madvise(c->slots, (size_t)n * c->slot_bytes, MADV_POPULATE_WRITE)) {
+        atomic_store(&c->used_bytes, 0);
+        return;
+    }
+    memset(c->faulted, 1, (size_t)n);
+    c->n_faulted = n;
 }
 
 int64_t xcache_capacity_for(const xcache *c, int64_t budget)
@@ -356,6 +386,7 @@ int xcache_open(const gguf_ctx *g, const char *path, const store_opts *o, xcache
         (rc = choose_budget(c, o, err)) ||
         (rc = policy_create(c->kind, (size_t)c->capacity, &c->pol, err)))
         goto fail;
+    prefault_slots(c);
     reader_stats_reset(c->r); /* count expert reads from here on */
     *out = c;
     return 0;
@@ -388,6 +419,7 @@ void xcache_close(xcache *c)
     if (c->res_buf)
         munmap(c->res_buf, c->res_map_bytes);
     free(c->free_slots);
+    free(c->faulted);
     free(c->res_ptr);
     free(c->resv);
     free(c);

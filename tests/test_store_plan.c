@@ -1,0 +1,63 @@
+/*
+ * test_store_plan.c — store_expert_plan on a full streaming cache: making
+ * room for a step's absent experts never evicts a present one the same
+ * step is about to use (expert_cache.h, "store_expert_plan reserves").
+ */
+#include "test.h"
+
+#include "store/store.h"
+
+/* Plans (layer, experts[0..n)), then requests and releases each. */
+static int step(store *st, int layer, const int *experts, int n, sw_err *err)
+{
+    int rc = store_expert_plan(st, layer, experts, n, err);
+    for (int i = 0; i < n && !rc; i++) {
+        store_mat g, u, d;
+        if (!(rc = store_expert(st, layer, experts[i], &g, &u, &d, err)))
+            store_expert_release(st, layer, experts[i]);
+    }
+    return rc;
+}
+
+TEST(store_plan_keeps_present_experts)
+{
+    const char *path = test_fixture("tinymoe/tinymoe-q8_0.gguf");
+    sw_err err = {0};
+    store *st = NULL;
+    CHECKF(!store_open_opts(path, &(store_opts){.mode = STORE_STREAM}, &st, &err), "%s",
+           err.msg);
+    store_stats s;
+    store_stats_get(st, &s);
+    store_close(st);
+    /* five entries, least recently used out, no read-ahead */
+    store_opts o = {.mode = STORE_STREAM, .cache_bytes = 5 * s.slot_bytes, .policy = "lru",
+                    .prefetch = -1, .no_hints = true};
+    CHECKF(!store_open_opts(path, &o, &st, &err), "%s", err.msg);
+    CHECKF(!store_bind_experts(st, 0, "blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight",
+                               "blk.0.ffn_down_exps.weight", &err), "%s", err.msg);
+    CHECKF(!store_bind_experts(st, 1, "blk.1.ffn_gate_exps.weight", "blk.1.ffn_up_exps.weight",
+                               "blk.1.ffn_down_exps.weight", &err), "%s", err.msg);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.capacity, 5);
+    /* fill the cache: layer 0's 5..8 (5 the least recently used), layer 1's 0 */
+    CHECKF(!step(st, 0, (int[]){5, 6, 7, 8}, 4, &err), "%s", err.msg);
+    CHECKF(!step(st, 1, (int[]){0}, 1, &err), "%s", err.msg);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.misses, 5);
+    CHECK_EQ(s.entries, 5);
+    /* expert 0 is absent and comes first; 5, the policy's victim, is needed
+     * too: 0 must take 6's place, not 5's */
+    CHECKF(!step(st, 0, (int[]){0, 5}, 2, &err), "%s", err.msg);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.misses, 6);
+    CHECK_EQ(s.hits, 1);
+    CHECK_EQ(s.evictions, 1);
+    /* 6 went: asking for it again is a miss, 7 and 8 are still there */
+    CHECKF(!step(st, 0, (int[]){7, 8}, 2, &err), "%s", err.msg);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.hits, 3);
+    CHECKF(!step(st, 0, (int[]){6}, 1, &err), "%s", err.msg);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.misses, 7);
+    store_close(st);
+}
