@@ -391,6 +391,30 @@ TEST(pressure_policy_psi_shrinks_then_waits)
     CHECK(d.reason == PRESSURE_GROW && d.target > in.budget);
 }
 
+/* Machine-wide stalls while nobody reclaims machine-wide (plenty free) are
+ * other cgroups at their own limits: hold. The cgroup's own stalls count. */
+TEST(pressure_policy_ignores_other_cgroups_stalls)
+{
+    pressure_policy p;
+    pressure_policy_default(&p);
+    pressure_state st = {0};
+    pressure_snapshot s = calm(16 * GIB);
+    pressure_input in = {.budget = 8 * GIB, .cache_bytes = 8 * GIB, .other_bytes = GIB};
+    s.some.avg10 = 30;
+    s.full.avg10 = 20;
+    s.mem_free = 12 * GIB;
+    pressure_decision d = pressure_target(&p, &s, &in, &st);
+    CHECK(d.reason == PRESSURE_HOLD && d.target == in.budget);
+    s.cg_some.avg10 = 12; /* our own cgroup stalls */
+    d = pressure_target(&p, &s, &in, &st);
+    CHECK(d.reason == PRESSURE_SHRINK_PSI && d.target < in.budget);
+    s.cg_some.avg10 = PRESSURE_UNKNOWN;
+    s.mem_free = 1 * GIB; /* the machine reclaims: its stalls count again */
+    in.budget = in.cache_bytes = 8 * GIB;
+    d = pressure_target(&p, &s, &in, &st);
+    CHECK(d.reason == PRESSURE_SHRINK_PSI && d.psi == 30);
+}
+
 TEST(pressure_policy_cgroup_limit)
 {
     pressure_policy p;

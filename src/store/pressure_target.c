@@ -7,11 +7,14 @@
  *   over the room      (room = what the machine and the cgroup can spare
  *                      the cache now) by more than the dead band: drop to
  *                      the room at once;
- *   under pressure     (PSI some avg10 >= psi_high, or a new cgroup
- *                      limit hit / OOM kill): give up shrink_step of the
- *                      budget per sample, twice that when all tasks stall
- *                      (full avg10 >= psi_high / 2) or on an event;
- *   calm long enough   (PSI under psi_calm for calm_ns, or unknown): take
+ *   under pressure     (PSI some avg10 >= psi_high, the machine's only
+ *                      while the machine reclaims: stalls(); or a
+ *                      new cgroup limit hit / OOM kill): give up
+ *                      shrink_step of the budget per sample, twice that
+ *                      when all tasks stall (full avg10 >= psi_high / 2)
+ *                      or on an event;
+ *   calm long enough   (PSI under psi_calm for calm_ns, or unknown; the
+ *                      machine's too, even where stalls() ignores it): take
  *                      grow_step of the room left, at most every
  *                      grow_every_ns, if that is worth a dead band.
  *
@@ -78,14 +81,21 @@ static double max_known(double a, double b)
     return a >= b ? a : b; /* unknown is negative: a known value wins */
 }
 
+/* The machine's headroom: what the rest of the machine keeps. */
+static int64_t headroom(const pressure_policy *p, const pressure_snapshot *s)
+{
+    int64_t head = p->headroom_min;
+    if (pressure_known(s->mem_total))
+        head = max64(head, share(p->headroom_frac, s->mem_total));
+    return head;
+}
+
 /* What the machine leaves the cache: MemAvailable (which excludes the
  * cache's own pages, so they are added back) above the headroom. */
 static int64_t room_machine(const pressure_policy *p, const pressure_snapshot *s, int64_t cache,
                             int64_t other)
 {
-    int64_t head = p->headroom_min;
-    if (pressure_known(s->mem_total))
-        head = max64(head, share(p->headroom_frac, s->mem_total));
+    int64_t head = headroom(p, s);
     if (pressure_known(s->mem_available))
         return s->mem_available + cache - head;
     if (pressure_known(s->mem_total) && pressure_known(other))
@@ -138,6 +148,23 @@ static int new_events(const pressure_snapshot *s, pressure_state *st)
     return ev;
 }
 
+/*
+ * The stalls the budget goes by. The cgroup's own PSI (v2 memory.pressure)
+ * always counts. The machine's counts only while the machine reclaims, that
+ * is while MemFree is under twice the headroom (or unknown): with more free
+ * than that nobody is reclaiming machine-wide, and the stalls are tasks of
+ * other cgroups reclaiming against their own limits (a benchmark in a
+ * 1 GiB group thrashing), which this cache shrinking would not help. A
+ * desktop whose page cache fills its RAM has little free, so there the
+ * machine's PSI counts as it should.
+ */
+static double stalls(const pressure_policy *p, const pressure_snapshot *s, pressure_psi which,
+                     pressure_psi cg_which)
+{
+    int reclaiming = !pressure_known(s->mem_free) || s->mem_free < 2 * headroom(p, s);
+    return max_known(reclaiming ? which.avg10 : PRESSURE_UNKNOWN, cg_which.avg10);
+}
+
 static uint64_t since(uint64_t now, uint64_t then)
 {
     return now > then ? now - then : 0;
@@ -156,8 +183,8 @@ pressure_decision pressure_target(const pressure_policy *p, const pressure_snaps
     /* under a cgroup limit the dead band must leave most of the margin */
     const int64_t deadband = margin > 0 ? min64(p->deadband, margin / 4) : p->deadband;
     d.room = max64(min64(rm, rc), 0);
-    d.psi = max_known(s->some.avg10, s->cg_some.avg10);
-    double full = max_known(s->full.avg10, s->cg_full.avg10);
+    d.psi = stalls(p, s, s->some, s->cg_some);
+    double full = stalls(p, s, s->full, s->cg_full);
 
     int event = new_events(s, st);
     int stalled = d.psi >= p->psi_high;
@@ -180,7 +207,8 @@ pressure_decision pressure_target(const pressure_policy *p, const pressure_snaps
     if (t > cap && (t - cap >= deadband || t != budget || cap == p->max_budget)) {
         t = cap;
         d.reason = PRESSURE_SHRINK_ROOM;
-    } else if (t == budget && d.psi < p->psi_calm && cap != PRESSURE_UNLIMITED &&
+    } else if (t == budget && max_known(d.psi, s->some.avg10) < p->psi_calm &&
+               cap != PRESSURE_UNLIMITED &&
                since(s->time_ns, st->last_pressure_ns) >= p->calm_ns &&
                since(s->time_ns, st->last_grow_ns) >= p->grow_every_ns &&
                cap - budget >= deadband) {
