@@ -27,6 +27,7 @@
 #include "cli/plan_cli.h"
 #include "gguf/gguf.h"
 #include "store/plan.h"
+#include "store/read_probe.h"
 #include "store/replay.h"
 
 #include <inttypes.h>
@@ -275,6 +276,24 @@ static int study_estimate(struct study *s, policy_kind pol, const plan_machine *
 
 /* --- the command ----------------------------------------------------------------- */
 
+/* The disk as the streaming store reads it: the model's own expert slices
+ * through the store's reader at its queue depth (read_probe.h, the probe of
+ * `spillway bench --disk-probe`), so estimate and measurement share it. */
+static int probe_experts(plan_machine *m, const char *path, sw_err *err)
+{
+    read_probe_opts po = {.seconds = 1.0};
+    read_probe_result r;
+    int rc = read_probe_run(path, &po, &r, err);
+    if (rc)
+        return rc;
+    m->ssd_bw = r.gbs * 1e9;
+    m->ssd_read_bytes = (uint64_t)r.mean_read_bytes;
+    snprintf(m->ssd_note, sizeof m->ssd_note,
+             "%s random reads of the model's expert slices (%.0f KiB), %.1f s: %s",
+             r.direct ? "O_DIRECT" : "buffered", r.mean_read_bytes / 1024, r.seconds, r.mode);
+    return 0;
+}
+
 static int probe(struct opts *o, plan_machine *m, plan_model *md, int *have_model,
                  sw_err *err)
 {
@@ -302,12 +321,10 @@ static int probe(struct opts *o, plan_machine *m, plan_model *md, int *have_mode
         snprintf(m->ssd_note, sizeof m->ssd_note, "given with --ssd-bw");
         return 0;
     }
-    /* the reader fetches an expert as its three slices, split into reads of
-     * at most 4 MiB, many in flight */
-    uint64_t rd = md->expert_bytes ? md->expert_bytes / 3 : (1u << 20);
-    if (rd > (4u << 20))
-        rd = 4u << 20;
-    return plan_probe_ssd(m, o->model, lo, hi, rd, 8, 0.5, err);
+    if (md->n_expert)
+        return probe_experts(m, o->model, err);
+    /* no experts: plain random reads of the data section */
+    return plan_probe_ssd(m, o->model, lo, hi, 1u << 20, 8, 0.5, err);
 }
 
 /* Which traces to replay. */

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -39,6 +40,13 @@ static void collect(store *st, plan_engine_result *r)
                                   r->pred + ((size_t)k * (size_t)r->n_layers + (size_t)l) * 3);
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 int plan_engine_measure(const char *path, const char *text, size_t len, double share,
                         int max_tokens, bool hints, plan_engine_result *r, sw_err *err)
 {
@@ -50,6 +58,7 @@ int plan_engine_measure(const char *path, const char *text, size_t len, double s
     sw_pool *pool = NULL;
     tokenizer *tok = NULL;
     int32_t *ids = NULL;
+    float *logits = NULL; /* [n_vocab] */
     size_t n_ids = 0;
     int64_t budget = 0;
     int rc;
@@ -76,12 +85,19 @@ int plan_engine_measure(const char *path, const char *text, size_t len, double s
         rc = sw_errf(err, SW_ENOMEM, "out of memory");
         goto done;
     }
+    if (!(logits = malloc(sizeof *logits * (size_t)info.n_vocab))) {
+        rc = sw_errf(err, SW_ENOMEM, "out of memory");
+        goto done;
+    }
+    double t0 = now_s();
     for (size_t i = 0; i < n_ids; i++) /* one token per step, as decoding runs */
-        if ((rc = model_forward(m, s, kv, pool, &ids[i], 1, NULL, MODEL_LOGITS_LAST, err)))
+        if ((rc = model_forward(m, s, kv, pool, &ids[i], 1, logits, MODEL_LOGITS_LAST, err)))
             goto done;
+    r->seconds = now_s() - t0;
     r->n_tokens = (int)n_ids;
     collect(st, r);
 done:
+    free(logits);
     free(ids);
     tok_free(tok);
     sw_pool_destroy(pool);

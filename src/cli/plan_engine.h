@@ -8,7 +8,9 @@
  * This runs MODEL over a text, one token per forward step as decoding does
  * (the text is fed, not sampled: teacher forcing), through a streaming
  * store whose cache holds a given share of the experts, and collects the
- * store's counters and every predictor's per-layer record.
+ * store's counters, every predictor's per-layer record and the time it
+ * took: a measured tokens/s to set beside `spillway plan`'s estimate for a
+ * cache of the same size.
  */
 #ifndef SW_CLI_PLAN_ENGINE_H
 #define SW_CLI_PLAN_ENGINE_H
@@ -23,6 +25,7 @@
 typedef struct plan_engine_result {
     int n_layers;
     int n_tokens;        /* tokens run */
+    double seconds;      /* wall time of the forward steps (logits included) */
     store_stats st;      /* the streaming store's counters at the end */
     uint64_t *pred;      /* [STORE_N_PREDICTORS][n_layers][3]: predicted, correct, routed */
 } plan_engine_result;

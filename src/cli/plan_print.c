@@ -228,12 +228,13 @@ static void print_cache_line(const char *what, const plan_engine_result *r)
 {
     const store_stats *st = &r->st;
     printf("  %-14s expert hits %5.1f%% of %llu; per token: %.2f demand reads, %.2f read ahead "
-           "(%.2f used, %.2f wasted), %.2f MiB read\n",
+           "(%.2f used, %.2f wasted), %.2f MiB read; measured %.2f tok/s\n",
            what, 100 * ratio(st->hits, st->requests), (unsigned long long)st->requests,
            ratio(st->misses, (uint64_t)r->n_tokens), ratio(st->prefetch_issued, (uint64_t)r->n_tokens),
            ratio(st->prefetch_hits, (uint64_t)r->n_tokens),
            ratio(st->prefetch_wasted, (uint64_t)r->n_tokens),
-           ratio(st->bytes_read, (uint64_t)r->n_tokens) / (1024.0 * 1024.0));
+           ratio(st->bytes_read, (uint64_t)r->n_tokens) / (1024.0 * 1024.0),
+           r->seconds > 0 ? r->n_tokens / r->seconds : 0.0);
 }
 
 static void print_engine(const plan_engine_result *r, const plan_engine_result *r0,
@@ -279,8 +280,9 @@ static json_t *json_engine(const plan_engine_result *r, const struct opts *o)
         json_object_set_new(preds, store_predictor_name(k), pl);
     }
     const store_stats *st = &r->st;
-    return json_pack("{s:s, s:i, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "text",
-                     o->text, "tokens", r->n_tokens, "share", o->text_share, "capacity",
+    return json_pack("{s:s, s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "text",
+                     o->text, "tokens", r->n_tokens, "seconds", r->seconds, "share",
+                     o->text_share, "capacity",
                      (json_int_t)st->capacity, "requests", (json_int_t)st->requests, "hits",
                      (json_int_t)st->hits, "misses", (json_int_t)st->misses, "prefetch_issued",
                      (json_int_t)st->prefetch_issued, "prefetch_hits",

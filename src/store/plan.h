@@ -45,7 +45,7 @@ typedef struct plan_machine {
     double ssd_bw;                 /* bytes/s, random O_DIRECT reads; 0: not measured */
     uint64_t ssd_read_bytes;       /* size of each read */
     int ssd_depth;                 /* reads in flight */
-    char ssd_note[200];            /* what was measured, or why not */
+    char ssd_note[320];            /* what was measured, or why not */
 } plan_machine;
 
 /* RAM total and available from /proc/meminfo (or the file given, for
