@@ -465,17 +465,6 @@ static void print_text(const bench_args *a, const char *path, const bench_run *b
 
 /* --- the command ------------------------------------------------------------ */
 
-static int parse_count(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, bench_args *a)
 {
@@ -496,24 +485,24 @@ static int parse_args(int argc, char **argv, bench_args *a)
         } else if (!strcmp(o, "--no-warmup")) {
             a->warmup = false;
         } else if (!strcmp(o, "--prompt") && v) {
-            bad = parse_count(argv[++i], 0, 1 << 20, &a->n_prompt);
+            bad = cli_parse_int(argv[++i], 0, 1 << 20, &a->n_prompt);
         } else if (!strcmp(o, "--gen") && v) {
-            bad = parse_count(argv[++i], 0, 1 << 20, &a->n_gen);
+            bad = cli_parse_int(argv[++i], 0, 1 << 20, &a->n_gen);
         } else if (!strcmp(o, "--threads") && v) {
-            bad = parse_count(argv[++i], 1, SW_POOL_MAX_THREADS, &a->n_threads);
+            bad = cli_parse_int(argv[++i], 1, SW_POOL_MAX_THREADS, &a->n_threads);
         } else if (!strcmp(o, "--kv-type") && v) {
             i++;
             bad = cli_parse_kv_type(v, &a->kv_type) != 0;
         } else if (!strcmp(o, "--replay") && v) {
             a->replay = argv[++i];
         } else if (!strcmp(o, "--compute-us") && v) {
-            bad = parse_count(argv[++i], 0, 1 << 30, &us);
+            bad = cli_parse_int(argv[++i], 0, 1 << 30, &us);
             a->compute_us = us;
         } else if (!strcmp(o, "--disk-probe") && v) {
-            bad = parse_count(argv[++i], 1, 3600, &us);
+            bad = cli_parse_int(argv[++i], 1, 3600, &us);
             a->disk_probe_s = us;
         } else if (!strcmp(o, "--replay-tokens") && v) {
-            bad = parse_count(argv[++i], 1, INT32_MAX, &a->replay_tokens);
+            bad = cli_parse_int(argv[++i], 1, INT32_MAX, &a->replay_tokens);
         } else if (!strcmp(o, "--models-dir") && v) {
             a->dirs[a->n_dirs++] = argv[++i];
         } else if (o[0] != '-' && !a->model) {
