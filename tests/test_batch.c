@@ -27,6 +27,11 @@ enum { NSEQ = 4, N_CTX = 320, MAX_STEPS = 400 };
 static const int seq_len[NSEQ] = {300, 37, 20, 12};
 static const int seq_join[NSEQ] = {0, 0, 1, 2}; /* the step a sequence starts at */
 
+/* The model options and KV cache type every rig and cache of a test uses
+ * (a parity mode's test sets them before it runs). */
+static model_opts g_mopts;
+static quant_type g_kv_type = QT_F32;
+
 typedef struct rig {
     store *st;
     model *m;
@@ -50,7 +55,7 @@ static int rig_open(rig *r, const char *path, const store_opts *so, int n_batch,
     memset(r, 0, sizeof *r);
     model_state_opts mo = {.n_batch = n_batch};
     int rc;
-    if ((rc = store_open_opts(path, so, &r->st, err)) || (rc = model_load(r->st, NULL, &r->m, err)) ||
+    if ((rc = store_open_opts(path, so, &r->st, err)) || (rc = model_load(r->st, &g_mopts, &r->m, err)) ||
         (rc = model_state_new(r->m, &mo, &r->s, err)) ||
         (rc = sw_pool_create(threads, &r->pool, err))) {
         rig_close(r);
@@ -90,7 +95,7 @@ static int reference(const char *path, float *ref[NSEQ], sw_err *err)
     int rc = rig_open(&r, path, NULL, 512, 2, err);
     for (int i = 0; i < NSEQ && !rc; i++) {
         kv_cache *kv = NULL;
-        kv_cache_opts ko = {.n_ctx = N_CTX};
+        kv_cache_opts ko = {.n_ctx = N_CTX, .type = g_kv_type};
         int32_t toks[N_CTX];
         for (int t = 0; t < seq_len[i]; t++)
             toks[t] = tok_of(i, t, r.V);
@@ -153,7 +158,7 @@ static void check_multi(const char *path, const store_opts *so, int threads, flo
     float *lg[NSEQ];
     int done[NSEQ] = {0}, steps = 0, mixed = 0, bad = 0;
     for (int i = 0; i < NSEQ; i++) {
-        kv_cache_opts ko = {.n_ctx = N_CTX};
+        kv_cache_opts ko = {.n_ctx = N_CTX, .type = g_kv_type};
         CHECKF(!kv_cache_new(r.m, &ko, &kv[i], &err), "%s", err.msg);
         toks[i] = malloc(sizeof(int32_t) * N_CTX);
         lg[i] = malloc(sizeof(float) * (size_t)N_CTX * (size_t)r.V);
@@ -226,6 +231,15 @@ static void check_model(const char *rel, int threads)
 TEST(batch_dense_llama_f32)
 {
     check_model("models/llama/llama-f32.gguf", 2);
+}
+
+/* llama.cpp's flash-attention parity mode (model_attn_fa.c) computes each
+ * sequence's attention apart: batched, it must still equal each alone. */
+TEST(batch_flash_attention_parity_mode)
+{
+    g_mopts.compat = MODEL_COMPAT_LLAMACPP | MODEL_COMPAT_FLASH_ATTN;
+    g_kv_type = QT_F16;
+    check_model("models/qwen3moe/qwen3moe-q8_0.gguf", 2);
 }
 
 TEST(batch_dense_qwen2_q8_0_four_threads)
