@@ -1,7 +1,8 @@
 /*
  * test_store_plan.c — store_expert_plan on a full streaming cache: making
  * room for a step's absent experts never evicts a present one the same
- * step is about to use (expert_cache.h, "store_expert_plan reserves").
+ * step is about to use (expert_cache.h, "store_expert_plan reserves"); a
+ * budget set between steps applies at store_maintain.
  */
 #include "test.h"
 
@@ -59,5 +60,54 @@ TEST(store_plan_keeps_present_experts)
     CHECKF(!step(st, 0, (int[]){6}, 1, &err), "%s", err.msg);
     store_stats_get(st, &s);
     CHECK_EQ(s.misses, 7);
+    store_close(st);
+}
+
+/* A budget set (or chosen by the pressure watcher) while no step runs is
+ * applied by store_maintain at once, not at the next plan: an idle server
+ * gives the memory back. */
+TEST(store_maintain_applies_a_new_budget_between_steps)
+{
+    const char *path = test_fixture("tinymoe/tinymoe-q8_0.gguf");
+    sw_err err = {0};
+    store *st = NULL;
+    CHECKF(!store_open_opts(path, &(store_opts){.mode = STORE_STREAM}, &st, &err), "%s",
+           err.msg);
+    store_stats s;
+    store_stats_get(st, &s);
+    store_close(st);
+    int64_t slot = s.slot_bytes;
+    store_opts o = {.mode = STORE_STREAM, .cache_bytes = 8 * slot, .policy = "lru",
+                    .prefetch = -1, .no_hints = true};
+    CHECKF(!store_open_opts(path, &o, &st, &err), "%s", err.msg);
+    CHECKF(!store_bind_experts(st, 0, "blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight",
+                               "blk.0.ffn_down_exps.weight", &err), "%s", err.msg);
+    CHECKF(!step(st, 0, (int[]){0, 1, 2, 3}, 4, &err), "%s", err.msg);
+    CHECKF(!step(st, 0, (int[]){4, 5, 6, 7}, 4, &err), "%s", err.msg);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.capacity, 8);
+    CHECK_EQ(s.entries, 8);
+    store_set_budget(st, 5 * slot);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.entries, 8); /* set, not yet applied */
+    store_maintain(st);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.capacity, 5);
+    CHECK_EQ(s.entries, 5);
+    CHECK_EQ(s.evictions, 3);
+    /* the most recently used stayed: 3..7 hit, 0 misses */
+    uint64_t misses = s.misses;
+    CHECKF(!step(st, 0, (int[]){3, 4, 5, 6}, 4, &err), "%s", err.msg);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.misses, misses);
+    /* below the fewest a step needs (n_expert_used), the budget stops there */
+    store_set_budget(st, 0);
+    store_maintain(st);
+    store_stats_get(st, &s);
+    CHECK_EQ(s.capacity, 4);
+    store_maintain(st); /* nothing new: nothing changes */
+    store_stats_get(st, &s);
+    CHECK_EQ(s.capacity, 4);
+    CHECK(s.entries <= 4);
     store_close(st);
 }

@@ -31,6 +31,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/log.h"
 
@@ -57,6 +58,28 @@ static int engine_forward(sw_engine *e, step_seq *seqs, int n)
             seqs[i].err = err;
         }
     return k;
+}
+
+/* How often an idle engine applies the store's budget: a shrink the
+ * pressure watcher decides while no request runs gives its memory back
+ * within this long, not at the next request. */
+#define IDLE_MAINTAIN_MS 500
+
+/* No session runs: publish the store's counters, apply its budget, and
+ * sleep until a request comes (or IDLE_MAINTAIN_MS passes). */
+static void idle_wait(sw_engine *e)
+{
+    store_maintain(generator_store(e->g));
+    engine_snapshot_store(e); /* the counters as they stand while idle */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += IDLE_MAINTAIN_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&e->mu);
+    if (!e->stopping && !e->q_head)
+        pthread_cond_timedwait(&e->cv, &e->mu, &until);
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* --- finishing ------------------------------------------------------------ */
@@ -402,11 +425,7 @@ void *engine_thread_main(void *arg)
         admit(e);
         if (e->n_active == 0) {
             pthread_mutex_unlock(&e->mu);
-            engine_snapshot_store(e); /* the counters as they stand while idle */
-            pthread_mutex_lock(&e->mu);
-            if (!e->stopping && !e->q_head)
-                pthread_cond_wait(&e->cv, &e->mu);
-            pthread_mutex_unlock(&e->mu);
+            idle_wait(e);
             continue;
         }
         pthread_mutex_unlock(&e->mu);

@@ -206,15 +206,11 @@ static void trim_free_slots(xcache *c)
     }
 }
 
-/* Applies a budget the pressure watcher chose since the last plan (a
- * shrink gives the freed slots back to the kernel); counts steps (a plan
- * of a layer not above the last planned one begins a step) and publishes
- * the cache's use for the watcher's reports. */
-static void apply_budget(xcache *c, int layer)
+/* Applies a budget chosen since the last plan (by the pressure watcher or
+ * xcache_set_budget; a shrink gives the freed slots back to the kernel)
+ * and publishes the cache's use for the watcher's reports. */
+void xcache_maintain(xcache *c)
 {
-    if (layer <= c->plan_layer)
-        atomic_fetch_add(&c->steps, 1);
-    c->plan_layer = layer;
     int64_t b = atomic_load(&c->budget_next);
     if (b != c->budget) {
         c->budget = b;
@@ -224,6 +220,21 @@ static void apply_budget(xcache *c, int layer)
         trim_free_slots(c);
     }
     atomic_store(&c->used_bytes, c->n_faulted * (int64_t)c->slot_bytes);
+}
+
+void xcache_set_budget(xcache *c, int64_t bytes)
+{
+    atomic_store(&c->budget_next, bytes);
+}
+
+/* At each plan: counts steps (a plan of a layer not above the last planned
+ * one begins a step), then applies a new budget if there is one. */
+static void apply_budget(xcache *c, int layer)
+{
+    if (layer <= c->plan_layer)
+        atomic_fetch_add(&c->steps, 1);
+    c->plan_layer = layer;
+    xcache_maintain(c);
 }
 
 /* --- prediction ----------------------------------------------------------- */

@@ -64,7 +64,8 @@
  *
  * Threads: everything runs on the engine's owner thread (the reader's
  * callbacks too), except the pressure watcher, which only stores a new
- * budget in an atomic that the next plan applies.
+ * budget in an atomic that the next plan (or store_maintain, which an idle
+ * server calls every half second) applies.
  */
 #ifndef SW_EXPERT_CACHE_H
 #define SW_EXPERT_CACHE_H
@@ -97,6 +98,9 @@ void xcache_hint(xcache *c, int layer, const int *experts, int n);
 bool xcache_wants_hints(const xcache *c);
 
 void xcache_stats(xcache *c, store_stats *out);
+/* store_set_budget / store_maintain (store.h). */
+void xcache_set_budget(xcache *c, int64_t bytes);
+void xcache_maintain(xcache *c);
 /* Predictor kind's (xpred_kind) predicted, correct, routed at layer (< 0:
  * all layers). */
 void xcache_predict_stats(const xcache *c, int kind, int layer, uint64_t out[3]);

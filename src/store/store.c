@@ -98,6 +98,18 @@ void store_predictor_stats(const store *s, int kind, int layer, uint64_t out[3])
         xcache_predict_stats(s->xc, kind, layer, out);
 }
 
+void store_set_budget(store *s, int64_t bytes)
+{
+    if (s->xc)
+        xcache_set_budget(s->xc, bytes);
+}
+
+void store_maintain(store *s)
+{
+    if (s->xc)
+        xcache_maintain(s->xc);
+}
+
 void store_close(store *s)
 {
     if (!s)

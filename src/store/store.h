@@ -169,6 +169,19 @@ const char *store_predictor_name(int kind);
 /* out: predicted, correct, routed, at layer (< 0: all layers); zeros
  * outside STORE_STREAM. */
 void store_predictor_stats(const store *s, int kind, int layer, uint64_t out[3]);
+/*
+ * Budget outside a step. A streaming cache applies a new budget (the
+ * pressure watcher's, or one set here) when the model plans a layer, so
+ * that nothing changes under a running step; an owner that may stay idle
+ * (a server between requests) calls store_maintain now and then, on the
+ * thread that runs the forward steps and never during one, so that a
+ * shrink decided while idle still gives the memory back at once. Both are
+ * no-ops outside STORE_STREAM. store_set_budget sets the expert cache's
+ * budget in bytes (at least n_expert_used entries' worth are kept); a
+ * watching store's next decision replaces it.
+ */
+void store_set_budget(store *s, int64_t bytes);
+void store_maintain(store *s);
 void store_close(store *s);
 
 /* The file's metadata (read-only; owned by the store). */
