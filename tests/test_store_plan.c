@@ -6,6 +6,8 @@
  */
 #include "test.h"
 
+#include <stdio.h>
+
 #include "store/store.h"
 
 /* Plans (layer, experts[0..n)), then requests and releases each. */
@@ -20,24 +22,42 @@ static int step(store *st, int layer, const int *experts, int n, sw_err *err)
     return rc;
 }
 
-TEST(store_plan_keeps_present_experts)
+/* tinymoe streamed with a cache of `entries` experts, least recently used
+ * out, no read-ahead, layers 0 .. n_layers-1 bound; *slot: bytes per entry. */
+static store *open_lru(int entries, int n_layers, int64_t *slot, sw_err *err)
 {
     const char *path = test_fixture("tinymoe/tinymoe-q8_0.gguf");
-    sw_err err = {0};
     store *st = NULL;
-    CHECKF(!store_open_opts(path, &(store_opts){.mode = STORE_STREAM}, &st, &err), "%s",
-           err.msg);
+    if (store_open_opts(path, &(store_opts){.mode = STORE_STREAM}, &st, err))
+        return NULL;
     store_stats s;
     store_stats_get(st, &s);
     store_close(st);
-    /* five entries, least recently used out, no read-ahead */
-    store_opts o = {.mode = STORE_STREAM, .cache_bytes = 5 * s.slot_bytes, .policy = "lru",
-                    .prefetch = -1, .no_hints = true};
-    CHECKF(!store_open_opts(path, &o, &st, &err), "%s", err.msg);
-    CHECKF(!store_bind_experts(st, 0, "blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight",
-                               "blk.0.ffn_down_exps.weight", &err), "%s", err.msg);
-    CHECKF(!store_bind_experts(st, 1, "blk.1.ffn_gate_exps.weight", "blk.1.ffn_up_exps.weight",
-                               "blk.1.ffn_down_exps.weight", &err), "%s", err.msg);
+    *slot = s.slot_bytes;
+    store_opts o = {.mode = STORE_STREAM, .cache_bytes = entries * s.slot_bytes,
+                    .policy = "lru", .prefetch = -1, .no_hints = true};
+    if (store_open_opts(path, &o, &st, err))
+        return NULL;
+    for (int l = 0; l < n_layers; l++) {
+        char g[64], u[64], d[64];
+        snprintf(g, sizeof g, "blk.%d.ffn_gate_exps.weight", l);
+        snprintf(u, sizeof u, "blk.%d.ffn_up_exps.weight", l);
+        snprintf(d, sizeof d, "blk.%d.ffn_down_exps.weight", l);
+        if (store_bind_experts(st, l, g, u, d, err)) {
+            store_close(st);
+            return NULL;
+        }
+    }
+    return st;
+}
+
+TEST(store_plan_keeps_present_experts)
+{
+    sw_err err = {0};
+    int64_t slot;
+    store *st = open_lru(5, 2, &slot, &err); /* five entries */
+    CHECKF(st, "%s", err.msg);
+    store_stats s;
     store_stats_get(st, &s);
     CHECK_EQ(s.capacity, 5);
     /* fill the cache: layer 0's 5..8 (5 the least recently used), layer 1's 0 */
@@ -68,20 +88,11 @@ TEST(store_plan_keeps_present_experts)
  * gives the memory back. */
 TEST(store_maintain_applies_a_new_budget_between_steps)
 {
-    const char *path = test_fixture("tinymoe/tinymoe-q8_0.gguf");
     sw_err err = {0};
-    store *st = NULL;
-    CHECKF(!store_open_opts(path, &(store_opts){.mode = STORE_STREAM}, &st, &err), "%s",
-           err.msg);
+    int64_t slot;
+    store *st = open_lru(8, 1, &slot, &err);
+    CHECKF(st, "%s", err.msg);
     store_stats s;
-    store_stats_get(st, &s);
-    store_close(st);
-    int64_t slot = s.slot_bytes;
-    store_opts o = {.mode = STORE_STREAM, .cache_bytes = 8 * slot, .policy = "lru",
-                    .prefetch = -1, .no_hints = true};
-    CHECKF(!store_open_opts(path, &o, &st, &err), "%s", err.msg);
-    CHECKF(!store_bind_experts(st, 0, "blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight",
-                               "blk.0.ffn_down_exps.weight", &err), "%s", err.msg);
     CHECKF(!step(st, 0, (int[]){0, 1, 2, 3}, 4, &err), "%s", err.msg);
     CHECKF(!step(st, 0, (int[]){4, 5, 6, 7}, 4, &err), "%s", err.msg);
     store_stats_get(st, &s);
