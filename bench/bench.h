@@ -83,6 +83,11 @@ void bench_buffer_free(void *p, size_t bytes);
 void bench_read_bandwidth(sw_pool *pool, const void *buf, size_t bytes, int reps,
                           bench_best *best);
 
+/* One timed pass over buf[0, bytes) (bytes a multiple of 256, buf 64-aligned)
+ * with every thread of pool, no warm-up: bytes/s (0 in a case that practically
+ * never happens); *clean as bench_timer_stop says. */
+double bench_read_once(sw_pool *pool, const void *buf, size_t bytes, int *clean);
+
 /* Name of the read kernel bench_read_bandwidth uses ("avx512", ...). */
 const char *bench_read_kernel_name(void);
 

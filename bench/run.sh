@@ -198,16 +198,28 @@ print(f"`spillway bench MODEL --threads {threads} --prompt {nprompt} --gen {ngen
       f"shapes and type mix, random weights) into `{cache}`, every weight in RAM. "
       "Prompt: one batched prefill of the prompt tokens; decode: one token per step. "
       "The bound is the measured read bandwidth (same thread count) divided by the bytes "
-      "one decode step reads (resident tensors + the experts routed to). "
-      "GB = 10^9 bytes.\n")
+      "one decode step reads (resident tensors + the experts routed to); the bandwidth is the "
+      "best sample of the run. Paired: each 4-token block of the decode against a bandwidth "
+      "sample taken just before and after it (src/cli/bench_pairs.h): the median over blocks, "
+      "and the median over quiet blocks (both samples at >= 90% of the run's best), which is "
+      "the figure for an idle machine. GB = 10^9 bytes.\n")
 print("| model | type | layers | file GB | prompt tok/s | decode tok/s | bytes/token | "
-      "bandwidth GB/s | bound tok/s | decode / bound | load avg | notes |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+      "bandwidth GB/s | bound tok/s | decode / bound | paired: median | paired: quiet "
+      "(blocks) | bandwidth samples GB/s | load avg | notes |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+def paired(r):
+    p = r.get("paired")
+    if not p:
+        return " | | "
+    q = p["decode_fraction_quiet"]
+    quiet = f"{100 * q:.0f}% ({p['quiet_blocks']})" if q is not None else f"- (0)"
+    return (f"{100 * p['decode_fraction_median']:.0f}% | {quiet} | "
+            f"{p['bandwidth_min_gbs']:.0f}-{p['bandwidth_max_gbs']:.0f}")
 for r in rows:
     note = r.get("note") or ""
     load = r.get("load", "").split(" ")[0]
     if "decode_tps" not in r:
-        print(f"| {r['like']} | {r['type']} | | | | | | | | | {load} | {note} |")
+        print(f"| {r['like']} | {r['type']} | | | | | | | | | | | | {load} | {note} |")
         continue
     if not r.get("bandwidth_clean", True):
         note = (note + "; " if note else "") + "bandwidth samples disturbed by other processes"
@@ -219,7 +231,7 @@ for r in rows:
           f"{r['prompt_tps']:.1f} | {r['decode_tps']:.2f} | "
           f"{r['bytes_per_token'] / 1e6:.0f} MB | {r['bandwidth_gbs']:.1f} | "
           f"{r['bound_tps']:.2f} | {100 * r['decode_fraction_of_bound']:.0f}% | "
-          f"{load} | {note} |")
+          f"{paired(r)} | {load} | {note} |")
 moe = [r for r in rows if r.get("routing")]
 if moe:
     print("\nMoE routing over the decode steps (random weights: real models route "
