@@ -101,11 +101,29 @@ double bench_now(void);
 
 /* --- bench_matvec.c ------------------------------------------------------- */
 
+#define BENCH_MAX_PAIRS 64
+
+/*
+ * Pairs: a neighbour's DRAM traffic moves the bandwidth from moment to
+ * moment, so each matvec sample also gets a bandwidth sample (one read pass
+ * over a distant segment of the arena) just before it, and one more follows
+ * the last: pair_bw[k] and pair_bw[k + 1] are the bandwidth around matvec
+ * sample pair_mv[k] (all bytes/s; n_pairs 0 when the arena holds fewer than
+ * two segments).
+ */
 typedef struct bench_result {
     bench_best rate;  /* weight bytes read per second */
     double mat_bytes; /* bytes of one matrix (so µs per call = mat_bytes / rate) */
     int n_mats;       /* distinct matrices cycled over */
+    int n_pairs;
+    double pair_mv[BENCH_MAX_PAIRS];
+    double pair_bw[BENCH_MAX_PAIRS + 1];
 } bench_result;
+
+/* Median over pairs of matvec / (mean bandwidth around it), counting only
+ * pairs whose two bandwidth samples reach min_bw (0: all); *n gets how many
+ * counted. 0 when none. */
+double bench_pairs_median(const bench_result *r, double min_bw, int *n);
 
 /*
  * Fills arena[0, arena_bytes) with as many rows x cols matrices of type t as

@@ -99,6 +99,37 @@ static int one_pass(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, con
     return 0;
 }
 
+/* One bandwidth sample (bytes/s) over the segment half the arena away from
+ * the matrices at group, which no recent sample or product touched. */
+static double distant_sample(sw_pool *pool, const uint8_t *base, size_t n_segs,
+                             const uint8_t *group)
+{
+    size_t seg = ((size_t)(group - base) / BENCH_SEGMENT_BYTES + n_segs / 2) % n_segs;
+    int clean;
+    return bench_read_once(pool, base + seg * BENCH_SEGMENT_BYTES, BENCH_SEGMENT_BYTES, &clean);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_pairs_median(const bench_result *r, double min_bw, int *n)
+{
+    double v[BENCH_MAX_PAIRS];
+    *n = 0;
+    for (int k = 0; k < r->n_pairs; k++) {
+        double lo = r->pair_bw[k], hi = r->pair_bw[k + 1];
+        if (lo >= min_bw && hi >= min_bw && lo + hi > 0)
+            v[(*n)++] = r->pair_mv[k] / ((lo + hi) / 2);
+    }
+    if (*n == 0)
+        return 0;
+    qsort(v, (size_t)*n, sizeof *v, cmp_double);
+    return *n % 2 ? v[*n / 2] : (v[*n / 2 - 1] + v[*n / 2]) / 2;
+}
+
 int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, const void *arena,
                      int n_mats, int reps, bench_result *out, char *why, size_t whylen)
 {
@@ -124,16 +155,26 @@ int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, co
     bench_best b = {0};
     double spent = 0;
     bench_timer tm = {0};
+    /* bandwidth samples: whole segments, half the arena away from the group */
+    size_t n_segs = (size_t)n_mats * mat_bytes / BENCH_SEGMENT_BYTES;
+    out->n_pairs = 0;
     for (int k = 0; bench_want_more(&b, k, reps * n_groups, spent, PASS_BUDGET_S); k++) {
         const uint8_t *group = base + (size_t)(k % n_groups) * per * mat_bytes;
         int clean;
+        if (n_segs >= 2 && k < BENCH_MAX_PAIRS)
+            out->pair_bw[k] = distant_sample(pool, base, n_segs, group);
         bench_timer_start(&tm);
         if (one_pass(pool, t, rows, cols, group, mat_bytes, per, x, y, why, whylen))
             goto done;
         double dt = bench_timer_stop(&tm, &clean);
         spent += dt;
         bench_best_add(&b, (double)mat_bytes * per / dt, clean);
+        if (n_segs >= 2 && k < BENCH_MAX_PAIRS)
+            out->pair_mv[out->n_pairs++] = (double)mat_bytes * per / dt;
     }
+    if (out->n_pairs)
+        out->pair_bw[out->n_pairs] = distant_sample(
+            pool, base, n_segs, base + (size_t)((out->n_pairs - 1) % n_groups) * per * mat_bytes);
     out->rate = b;
     out->mat_bytes = (double)mat_bytes;
     out->n_mats = n_mats;
