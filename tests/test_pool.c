@@ -261,3 +261,43 @@ TEST(pool_create_destroy_repeatedly)
     }
     sw_pool_destroy(NULL);
 }
+
+/* Polls cond(pool) every millisecond for up to 30 s. */
+static int wait_until(sw_pool *p, int want_sleeping)
+{
+    for (int i = 0; i < 30000; i++) {
+        if (sw_pool_sleeping(p) == want_sleeping)
+            return 1;
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* With a spin far longer than the test, idle workers only sleep because
+ * sw_pool_park told them to; the next job wakes them and runs correctly. */
+TEST(pool_park_sends_spinning_workers_to_sleep)
+{
+    sw_pool *p = NULL;
+    CHECK_EQ(sw_pool_create(3, &p, NULL), 0);
+    char why[128];
+    CHECKF(run_and_count(p, 50, why, sizeof why) == 0, "%s", why); /* wakes the workers */
+    sw_pool_set_spin(p, 600u * 1000 * 1000);                      /* ten minutes */
+    for (int round = 0; round < 3; round++) {
+        CHECKF(run_and_count(p, 50, why, sizeof why) == 0, "round %d: %s", round, why);
+        CHECK(wait_until(p, 0)); /* a worker still leaving its futex wait */
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        CHECK_EQ(sw_pool_sleeping(p), 0); /* spinning, not asleep */
+        sw_pool_park(p);
+        CHECKF(wait_until(p, 2), "round %d: %d of 2 workers asleep", round,
+               sw_pool_sleeping(p));
+    }
+    sw_pool_park(NULL); /* no-ops */
+    sw_pool *one = NULL;
+    CHECK_EQ(sw_pool_create(1, &one, NULL), 0);
+    sw_pool_park(one);
+    CHECK_EQ(sw_pool_sleeping(one), 0);
+    sw_pool_destroy(one);
+    sw_pool_destroy(p); /* wakes the sleepers to stop them */
+}

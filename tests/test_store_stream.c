@@ -297,6 +297,59 @@ TEST(store_stream_read_error)
     CHECK(strlen(err.msg) > 0);
 }
 
+static void count_wait(void *ctx)
+{
+    ++*(int *)ctx;
+}
+
+/* Plans and fetches experts of layer 0, n at a time from first, through st. */
+static int fetch_experts(store *st, int first, int n, sw_err *err)
+{
+    int ex[8];
+    for (int i = 0; i < n; i++)
+        ex[i] = first + i;
+    int rc = store_expert_plan(st, 0, ex, n, err);
+    for (int i = 0; i < n && !rc; i++) {
+        store_mat g, u, d;
+        if (!(rc = store_expert(st, 0, ex[i], &g, &u, &d, err)))
+            store_expert_release(st, 0, ex[i]);
+    }
+    return rc;
+}
+
+/* The wait hook runs before the store blocks on a read, and a store that
+ * never reads never calls it. */
+TEST(store_stream_wait_hook)
+{
+    sw_err err = {0};
+    const char *path = test_fixture("tinymoe/tinymoe-q8_0.gguf");
+    for (int streamed = 0; streamed < 2; streamed++) {
+        store_opts o = {.mode = streamed ? STORE_STREAM : STORE_MMAP, .cache_bytes = 1,
+                        .no_hints = true};
+        store *st = NULL;
+        model *m = NULL;
+        CHECKF(!store_open_opts(path, &o, &st, &err) && !model_load(st, NULL, &m, &err), "%s",
+               err.msg);
+        int waits = 0;
+        store_set_wait_hook(st, count_wait, &waits);
+        /* four at a time through a cache of four: every group is read anew */
+        for (int first = 0; first + 4 <= 64; first += 4)
+            CHECKF(!fetch_experts(st, first, 4, &err), "%s", err.msg);
+        store_stats stats;
+        store_stats_get(st, &stats);
+        if (streamed) {
+            CHECK_EQ(stats.misses, 64);
+            CHECKF(waits > 0 && waits <= 64 + 64, "%d waits", waits);
+        } else {
+            CHECK_EQ(waits, 0);
+        }
+        store_set_wait_hook(st, NULL, NULL);
+        CHECKF(!fetch_experts(st, 0, 4, &err), "%s", err.msg); /* no hook: fine */
+        model_free(m);
+        store_close(st);
+    }
+}
+
 TEST(store_stream_bad_policy)
 {
     sw_err err = {0};

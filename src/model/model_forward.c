@@ -376,6 +376,13 @@ static int check_call(model *m, model_state *s, const model_seq *seqs, int n_seq
  * rows with MODEL_LOGITS_ALL, else the sequence's last token if it falls
  * in this step).
  */
+/* The store's wait hook during a forward call: a wait for an expert read
+ * parks the pool, whose workers would otherwise spin through it. */
+static void park_pool(void *pool)
+{
+    sw_pool_park(pool);
+}
+
 int model_forward_multi(model *m, model_state *s, sw_pool *pool, const model_seq *seqs, int n_seq,
                         sw_err *err)
 {
@@ -383,6 +390,7 @@ int model_forward_multi(model *m, model_state *s, sw_pool *pool, const model_seq
     if (rc || (rc = ensure_att_tmp(s, sw_pool_size(pool), err)) ||
         (rc = ensure_parts(s, n_seq, err)))
         return rc;
+    store_set_wait_hook(m->st, park_pool, pool);
     int V = m->cfg.n_vocab, si = 0, from = 0;
     while (si < n_seq && !rc) {
         int n = 0, n_parts = 0;
@@ -408,6 +416,7 @@ int model_forward_multi(model *m, model_state *s, sw_pool *pool, const model_seq
         }
         rc = forward_step(m, s, pool, s->parts, n_parts, n, err);
     }
+    store_set_wait_hook(m->st, NULL, NULL);
     return rc;
 }
 

@@ -114,6 +114,19 @@ static void evict(xcache *c, policy_key k)
     policy_remove(c->pol, k);
 }
 
+/* Tells the owner (store_set_wait_hook) that a wait for the disk begins. */
+static void about_to_block(xcache *c)
+{
+    if (c->wait_hook)
+        c->wait_hook(c->wait_ctx);
+}
+
+void xcache_set_wait_hook(xcache *c, void (*fn)(void *ctx), void *ctx)
+{
+    c->wait_hook = fn;
+    c->wait_ctx = ctx;
+}
+
 /* A free slot, evicting the policy's victim if the cache is full. wait:
  * if everything is pinned, wait for prefetches in flight to finish. Never
  * evicts an entry of layer spare (-1: any may go). SW_EBUSY if no slot. */
@@ -135,6 +148,7 @@ static int take_slot(xcache *c, bool wait, int spare, int32_t *slot)
         }
         if (!wait || !c->n_prefetch_loading)
             return SW_EBUSY;
+        about_to_block(c);
         if (reader_poll(c->r, NULL, 0, 1, NULL) < 0)
             return SW_EBUSY;
     }
@@ -415,6 +429,7 @@ int xcache_plan(xcache *c, int layer, const int *experts, int n, sw_err *err)
 static int wait_entry(xcache *c, policy_key k, xentry *e, sw_err *err)
 {
     uint64_t t0 = now_ns();
+    about_to_block(c);
     for (int p = 0; p < 3 && e->state == XE_LOADING; p++)
         if (e->pending & (1u << p)) {
             int rc = reader_wait(c->r, (uint64_t)k << 2 | (uint64_t)p, NULL, NULL);

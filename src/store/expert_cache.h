@@ -96,6 +96,7 @@ void xcache_release(xcache *c, int layer, int expert);
 /* store_expert_hint: the hidden-state guess of layer's next experts. */
 void xcache_hint(xcache *c, int layer, const int *experts, int n);
 bool xcache_wants_hints(const xcache *c);
+void xcache_set_wait_hook(xcache *c, void (*fn)(void *ctx), void *ctx);
 
 void xcache_stats(xcache *c, store_stats *out);
 /* store_set_budget / store_maintain (store.h). */

@@ -77,6 +77,8 @@ struct xcache {
     int64_t n_faulted;        /* slots with faulted set: the cache's real footprint */
     int64_t capacity;         /* entries the budget holds */
     int n_prefetch_loading;   /* prefetched entries still loading */
+    void (*wait_hook)(void *); /* called before blocking on a read (store_set_wait_hook) */
+    void *wait_ctx;
     policy_key *resv;         /* keys the current plan reserved [n_resv] */
     int n_resv, cap_resv;
 

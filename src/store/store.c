@@ -247,6 +247,12 @@ int store_expert_plan(store *s, int layer, const int *experts, int n, sw_err *er
     return s->xc ? xcache_plan(s->xc, layer, experts, n, err) : 0;
 }
 
+void store_set_wait_hook(store *s, void (*fn)(void *ctx), void *ctx)
+{
+    if (s->xc)
+        xcache_set_wait_hook(s->xc, fn, ctx);
+}
+
 bool store_wants_hints(const store *s)
 {
     return s->xc && xcache_wants_hints(s->xc);

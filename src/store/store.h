@@ -229,4 +229,10 @@ void store_expert_release(store *s, int layer, int expert);
 void store_expert_hint(store *s, int layer, const int *experts, int n);
 bool store_wants_hints(const store *s);
 
+/* fn(ctx) runs on the calling thread just before a store_expert call (or a
+ * plan) blocks waiting for the disk: the model parks its thread pool there
+ * (sw_pool_park), so idle workers do not spin through the read. NULL fn:
+ * none. Only a streaming store ever blocks. */
+void store_set_wait_hook(store *s, void (*fn)(void *ctx), void *ctx);
+
 #endif

@@ -30,6 +30,11 @@
  * wakes it. Both handshakes are the usual store-then-check pairs on seq_cst
  * atomics.
  *
+ * Parking: sw_pool_park() stores the current gen, marked valid, in `park`;
+ * a worker spinning after that round (seen == that gen) sees it and goes to
+ * sleep at once. A later round has another gen, so an old park never cuts
+ * its spin short (after 2^16 rounds one might, once: harmless).
+ *
  * Rounds: n_tasks above SW_POOL_ROUND are run as several rounds, each task
  * index offset by `base`.
  */
@@ -55,6 +60,7 @@
  * straggler is one chunk of work from done; one that takes longer has
  * probably lost its core, and sleeping gives the core back. */
 #define CALLER_SPIN_US 50
+#define PARKED 0x10000u /* above any 16-bit gen */
 
 struct sw_pool {
     /* Line 1: the ticket and the job it hands out (claimed together). */
@@ -72,6 +78,8 @@ struct sw_pool {
     _Alignas(CACHE_LINE) _Atomic uint32_t wake_seq;
     _Atomic uint32_t sleepers;
     _Atomic uint32_t stop;
+    _Atomic uint32_t park;    /* PARKED | gen of the round after which to sleep */
+    _Atomic uint32_t spin_us; /* idle spin before sleeping */
 
     /* Cold. */
     _Alignas(CACHE_LINE) pthread_mutex_t run_lock; /* one sw_pool_run at a time */
@@ -154,12 +162,15 @@ static uint32_t pool_work(sw_pool *p, int thread)
 static void worker_wait(sw_pool *p, uint32_t seen)
 {
     uint64_t start = now_us();
+    uint64_t spin = atomic_load_explicit(&p->spin_us, memory_order_relaxed);
     for (unsigned i = 1;; i++) {
         if (ticket_gen(atomic_load_explicit(&p->ticket, memory_order_relaxed)) != seen ||
             atomic_load_explicit(&p->stop, memory_order_relaxed))
             return;
+        if (atomic_load_explicit(&p->park, memory_order_relaxed) == (PARKED | seen))
+            break;
         cpu_relax();
-        if ((i & 127) == 0 && now_us() - start > SW_POOL_SPIN_US)
+        if ((i & 127) == 0 && now_us() - start > spin)
             break;
     }
     uint32_t seq = atomic_load(&p->wake_seq);
@@ -220,6 +231,7 @@ int sw_pool_create(int n_threads, sw_pool **out, sw_err *err)
         return sw_errf(err, SW_ENOMEM, "thread pool: out of memory");
     memset(p, 0, sizeof *p);
     p->n_threads = n_threads;
+    atomic_init(&p->spin_us, SW_POOL_SPIN_US);
     pthread_mutex_init(&p->run_lock, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads)
@@ -257,6 +269,25 @@ void sw_pool_destroy(sw_pool *p)
     pthread_mutex_destroy(&p->run_lock);
     free(p->threads);
     free(p);
+}
+
+void sw_pool_park(sw_pool *p)
+{
+    if (!p || p->n_threads == 1)
+        return;
+    uint32_t gen = ticket_gen(atomic_load_explicit(&p->ticket, memory_order_relaxed));
+    atomic_store_explicit(&p->park, PARKED | gen, memory_order_relaxed);
+}
+
+void sw_pool_set_spin(sw_pool *p, unsigned us)
+{
+    if (p)
+        atomic_store_explicit(&p->spin_us, us, memory_order_relaxed);
+}
+
+int sw_pool_sleeping(const sw_pool *p)
+{
+    return p ? (int)atomic_load((_Atomic uint32_t *)&p->sleepers) : 0;
 }
 
 int sw_pool_size(const sw_pool *p)

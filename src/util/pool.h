@@ -19,6 +19,11 @@
  *     or descheduled when a job is posted does not delay it; whoever is
  *     running takes the work.
  *
+ *   - An owner about to block for longer than the spin (an expert read from
+ *     disk) calls sw_pool_park(), and the spinning workers go to sleep at
+ *     once: while the model waits on the SSD, the pool leaves the CPUs to
+ *     the reader and to the machine's other programs.
+ *
  * Threads are numbered 0..size-1; the calling thread is 0. fn receives its
  * thread number, so callers can index per-thread scratch space.
  *
@@ -62,6 +67,18 @@ void sw_pool_destroy(sw_pool *pool);
 /* Runs fn for every task in [0, n_tasks) and returns when all are done.
  * pool may be NULL: the tasks then run in order on the calling thread. */
 void sw_pool_run(sw_pool *pool, sw_pool_fn fn, void *ctx, int n_tasks);
+
+/* The owner will not post a job for a while: workers idle since its last
+ * job stop spinning and sleep until the next one. Cheap (one store); NULL
+ * and a pool of one thread are no-ops. Call it from the owner thread. */
+void sw_pool_park(sw_pool *pool);
+
+/* How long idle workers spin before they sleep, microseconds (default
+ * SW_POOL_SPIN_US). */
+void sw_pool_set_spin(sw_pool *pool, unsigned us);
+
+/* Workers asleep right now (for tests and diagnostics). */
+int sw_pool_sleeping(const sw_pool *pool);
 
 /* Threads that take part in a job, the caller included (1 for NULL). */
 int sw_pool_size(const sw_pool *pool);
