@@ -314,6 +314,17 @@ TEST(bench_json_fields_are_sane)
     double reuse = json_number_value(json_object_get(r, "reuse_prev"));
     CHECKF(distinct >= 4 && distinct <= 64, "distinct %g", distinct);
     CHECKF(reuse >= 0 && reuse <= 1, "reuse %g", reuse);
+    /* streamed experts (the default for an MoE model): the disk, not memory, bounds it */
+    CHECK(json_is_null(json_object_get(j, "paired")));
+    json_decref(j);
+    free(out);
+    free(err);
+
+    rc = spill(&out, &err, "bench '%s' --prompt 16 --gen 24 --json", test_fixture(STORIES));
+    CHECKF(rc == 0, "rc %d: %s", rc, err);
+    j = json_loads(out, 0, &je);
+    CHECKF(j, "bad JSON: %s", out);
+    CHECK(json_is_null(json_object_get(j, "routing")));
     /* 24 tokens: six 4-token blocks, each against the bandwidth samples around it */
     json_t *pr = json_object_get(j, "paired");
     CHECK(json_is_object(pr));
@@ -327,16 +338,6 @@ TEST(bench_json_fields_are_sane)
     double mid = json_number_value(json_object_get(pr, "bandwidth_median_gbs"));
     double hi = json_number_value(json_object_get(pr, "bandwidth_max_gbs"));
     CHECKF(lo > 0 && lo <= mid && mid <= hi, "samples %g %g %g", lo, mid, hi);
-    json_decref(j);
-    free(out);
-    free(err);
-
-    rc = spill(&out, &err, "bench '%s' --prompt 16 --gen 8 --json", test_fixture(STORIES));
-    CHECKF(rc == 0, "rc %d: %s", rc, err);
-    j = json_loads(out, 0, &je);
-    CHECKF(j, "bad JSON: %s", out);
-    CHECK(json_is_null(json_object_get(j, "routing")));
-    CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "paired"), "blocks")), 2);
     /* Dense: every weight but the embedding table's other rows. */
     CHECK(json_number_value(json_object_get(j, "bytes_per_token")) <
           json_number_value(json_object_get(j, "model_bytes")));
