@@ -244,6 +244,23 @@ if moe:
         print(f"| {r['like']} | {r['type']} | {g['n_expert_used']}/{g['n_expert']} | "
               f"{g['distinct_mean']:.1f} | {g['distinct_random']:.1f} | "
               f"{100 * g['reuse_prev']:.0f}% | {100 * g['reuse_random']:.0f}% |")
+print("\n### Target: decode at >= 85% of its bandwidth bound\n")
+print("Judged on the median of the quiet 4-token blocks where a run has at least 5 of them "
+      "(the figure for an idle machine), else on decode / bound.\n")
+met_all, seen = True, 0
+for r in rows:
+    if "decode_tps" not in r:
+        continue
+    p = r.get("paired") or {}
+    q, nq = p.get("decode_fraction_quiet"), p.get("quiet_blocks", 0)
+    frac, how = (q, f"median of {nq} quiet blocks") if q is not None and nq >= 5 else (
+        r["decode_fraction_of_bound"], "decode / bound")
+    met = frac >= 0.85
+    met_all &= met
+    seen += 1
+    print(f"- {r['like']} {r['type']}: {100 * frac:.0f}% ({how}) — {'met' if met else 'not met'}")
+if seen:
+    print(f"\n**{'Target met' if met_all else 'Target not met'}.**")
 EOF
     echo
     # spillway-bench's report, one heading level down
