@@ -99,7 +99,10 @@ fuzz: $(FUZZ_BINS)
 	  FIXTURES=$(FIXTURES) sh tests/fuzz/seed.sh $$n $$corpus || exit 1; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -rss_limit_mb=2048 \
-	      -print_final_stats=1 $$corpus 2>&1 | tail -n 12 || exit 1; \
+	      -artifact_prefix=$(BUILD)/fuzz/$$n- -print_final_stats=1 $$corpus \
+	      >$(BUILD)/fuzz/$$n.log 2>&1; rc=$$?; \
+	  tail -n 12 $(BUILD)/fuzz/$$n.log; \
+	  if [ $$rc -ne 0 ]; then echo "fuzz: $$n failed (exit $$rc), log: $(BUILD)/fuzz/$$n.log"; exit 1; fi; \
 	done
 
 clean:

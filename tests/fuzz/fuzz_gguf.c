@@ -30,7 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gguf_get_str(g, kv->key, &s, NULL);
         if (kv->type == GGUF_TYPE_ARRAY && kv->arr_n && kv->arr_type != GGUF_TYPE_STRING) {
             sink ^= (uint8_t)gguf_arr_i64(kv, kv->arr_n - 1);
-            sink ^= (uint8_t)gguf_arr_f64(kv, 0);
+            double f = gguf_arr_f64(kv, 0); /* any double: a cast to an integer may overflow */
+            uint64_t bits;
+            memcpy(&bits, &f, sizeof bits);
+            sink ^= (uint8_t)bits;
         }
     }
     for (int64_t i = 0; i < gguf_n_tensors(g); i++) {

@@ -10,7 +10,8 @@ case $target in
 fuzz_gguf)
     for f in "$fx"/models/*/*.gguf "$fx"/vocab/*.gguf "$fx"/stories260K/*.gguf; do
         head -c 262144 "$f" > "$dir/$(basename "$f")"
-    done ;;
+    done
+    cp "$(dirname "$0")"/gguf/* "$dir"/ ;; # inputs that once crashed a target
 fuzz_jinja)
     cp "$fx"/templates/*.jinja "$dir"/ ;;
 fuzz_tokenizer)
