@@ -338,6 +338,8 @@ TEST(bench_json_fields_are_sane)
     double mid = json_number_value(json_object_get(pr, "bandwidth_median_gbs"));
     double hi = json_number_value(json_object_get(pr, "bandwidth_max_gbs"));
     CHECKF(lo > 0 && lo <= mid && mid <= hi, "samples %g %g %g", lo, mid, hi);
+    CHECK_EQ(json_array_size(json_object_get(pr, "block_gbs")), 6);
+    CHECK_EQ(json_array_size(json_object_get(pr, "sample_gbs")), 7);
     /* Dense: every weight but the embedding table's other rows. */
     CHECK(json_number_value(json_object_get(j, "bytes_per_token")) <
           json_number_value(json_object_get(j, "model_bytes")));

@@ -404,12 +404,24 @@ static json_t *paired_json(const bench_run *b)
     bench_pairs_summarize(&b->pairs, &ps);
     if (!ps.blocks)
         return json_null();
-    return json_pack("{s:i, s:i, s:i, s:f, s:o, s:f, s:f, s:f}", "block_tokens", BENCH_PAIR_TOKENS,
-                     "blocks", ps.blocks, "quiet_blocks", ps.quiet_blocks,
+    /* the raw pairs too, so that a caller can judge them against another reference */
+    json_t *rate = json_array(), *bw = json_array();
+    for (int i = 0; rate && bw && i < b->pairs.n_blocks; i++)
+        json_array_append_new(rate, json_real(b->pairs.rate[i] / 1e9));
+    for (int i = 0; rate && bw && i < b->pairs.n_samples; i++)
+        json_array_append_new(bw, json_real(b->pairs.bw[i] / 1e9));
+    if (!rate || !bw) {
+        json_decref(rate);
+        json_decref(bw);
+        rate = bw = NULL;
+    }
+    return json_pack("{s:i, s:i, s:i, s:f, s:o, s:f, s:f, s:f, s:o, s:o}", "block_tokens",
+                     BENCH_PAIR_TOKENS, "blocks", ps.blocks, "quiet_blocks", ps.quiet_blocks,
                      "decode_fraction_median", ps.fraction, "decode_fraction_quiet",
                      ps.quiet_blocks ? json_real(ps.fraction_quiet) : json_null(),
                      "bandwidth_min_gbs", ps.bw_min / 1e9, "bandwidth_median_gbs",
-                     ps.bw_median / 1e9, "bandwidth_max_gbs", ps.bw_max / 1e9);
+                     ps.bw_median / 1e9, "bandwidth_max_gbs", ps.bw_max / 1e9,
+                     "block_gbs", rate ? rate : json_null(), "sample_gbs", bw ? bw : json_null());
 }
 
 static int print_json(const bench_args *a, const char *path, const bench_run *b,
