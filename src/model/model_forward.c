@@ -369,13 +369,6 @@ static int check_call(model *m, model_state *s, const model_seq *seqs, int n_seq
     return 0;
 }
 
-/*
- * Internal steps: the call's tokens, sequence after sequence, cut every
- * n_batch tokens. A step's part of sequence i starts at token `from` of it;
- * a part wants logits for the rows that are its sequence's outputs (all
- * rows with MODEL_LOGITS_ALL, else the sequence's last token if it falls
- * in this step).
- */
 /* The store's wait hook during a forward call: a wait for an expert read
  * parks the pool, whose workers would otherwise spin through it. */
 static void park_pool(void *pool)
@@ -383,6 +376,13 @@ static void park_pool(void *pool)
     sw_pool_park(pool);
 }
 
+/*
+ * Internal steps: the call's tokens, sequence after sequence, cut every
+ * n_batch tokens. A step's part of sequence i starts at token `from` of it;
+ * a part wants logits for the rows that are its sequence's outputs (all
+ * rows with MODEL_LOGITS_ALL, else the sequence's last token if it falls
+ * in this step).
+ */
 int model_forward_multi(model *m, model_state *s, sw_pool *pool, const model_seq *seqs, int n_seq,
                         sw_err *err)
 {
