@@ -99,6 +99,9 @@ uint64_t bench_read_sum_avx512(const void *p, size_t bytes);
 /* Seconds on the monotonic clock. */
 double bench_now(void);
 
+/* Median of v[0, n), sorting v in place; 0 for n == 0. */
+double bench_median(double *v, int n);
+
 /* --- bench_matvec.c ------------------------------------------------------- */
 
 #define BENCH_MAX_PAIRS 64

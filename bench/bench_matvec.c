@@ -109,12 +109,6 @@ static double distant_sample(sw_pool *pool, const uint8_t *base, size_t n_segs,
     return bench_read_once(pool, base + seg * BENCH_SEGMENT_BYTES, BENCH_SEGMENT_BYTES, &clean);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double bench_pairs_median(const bench_result *r, double min_bw, int *n)
 {
     double v[BENCH_MAX_PAIRS];
@@ -124,10 +118,7 @@ double bench_pairs_median(const bench_result *r, double min_bw, int *n)
         if (lo >= min_bw && hi >= min_bw && lo + hi > 0)
             v[(*n)++] = r->pair_mv[k] / ((lo + hi) / 2);
     }
-    if (*n == 0)
-        return 0;
-    qsort(v, (size_t)*n, sizeof *v, cmp_double);
-    return *n % 2 ? v[*n / 2] : (v[*n / 2 - 1] + v[*n / 2]) / 2;
+    return bench_median(v, *n);
 }
 
 int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, const void *arena,

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -183,6 +184,20 @@ static void read_task(void *arg, int task, int n_tasks, int thread)
     size_t len = j->bytes - off < READ_CHUNK ? j->bytes - off : READ_CHUNK;
     uint64_t s = j->fn(j->buf + off, len & ~(size_t)255);
     atomic_fetch_add_explicit(&j->sink, s, memory_order_relaxed);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, int n)
+{
+    if (n <= 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double bench_read_once(sw_pool *pool, const void *buf, size_t bytes, int *clean)

@@ -42,21 +42,6 @@ void bench_pairs_block(bench_pairs *p, double bytes, double seconds)
     take_sample(p);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0, n), sorting v; 0 for n == 0. */
-static double median(double *v, int n)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 void bench_pairs_summarize(const bench_pairs *p, bench_pairs_summary *s)
 {
     *s = (bench_pairs_summary){.blocks = p->n_blocks};
@@ -76,9 +61,9 @@ void bench_pairs_summarize(const bench_pairs *p, bench_pairs_summary *s)
         if (lo >= BENCH_PAIR_QUIET * best && hi >= BENCH_PAIR_QUIET * best)
             quiet[s->quiet_blocks++] = f;
     }
-    s->fraction = median(all, p->n_blocks);
-    s->fraction_quiet = median(quiet, s->quiet_blocks);
-    s->bw_median = median(bw, p->n_samples);
+    s->fraction = bench_median(all, p->n_blocks);
+    s->fraction_quiet = bench_median(quiet, s->quiet_blocks);
+    s->bw_median = bench_median(bw, p->n_samples);
     s->bw_min = bw[0];
     s->bw_max = bw[p->n_samples - 1];
 done:
