@@ -9,9 +9,10 @@
  *   1. measures read bandwidth with a plain SIMD sum over a large buffer
  *      (bench_mem.c, kernels in bench_read_*.c), per thread count;
  *   2. fills the same buffer with many distinct weight matrices (together
- *      far larger than the last-level cache) and times quant_matvec over
- *      them in turn, reporting weight bytes read per second and the fraction
- *      of the bandwidth of step 1 (bench_matvec.c);
+ *      far larger than the last-level cache) and times quant_matvec (or
+ *      quant_matvec_multi, several matrices per call) over them, scattered,
+ *      reporting weight bytes read per second and the fraction of the
+ *      bandwidth of step 1 (bench_matvec.c);
  *   3. prints a markdown report and optionally writes it to a file
  *      (bench_main.c).
  *
@@ -135,11 +136,19 @@ double bench_pairs_median(const bench_result *r, double min_bw, int *n);
  */
 int bench_matvec_prepare(quant_type t, int64_t rows, int64_t cols, void *arena,
                          size_t arena_bytes, int *n_mats, char *why, size_t whylen);
-/* Times quant_matvec over those matrices: a sample is one segment's worth of
- * consecutive matrices; `reps` passes through all of them, cut short after a
- * few seconds (see bench_want_more). Returns 0, or -1 with why. */
-int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, const void *arena,
-                     int n_mats, int reps, bench_result *out, char *why, size_t whylen);
+/*
+ * Times products over those matrices: a sample is one segment's worth of
+ * matrices, visited scattered (no product continues where the previous
+ * one read), per_call at a time: 1 is one quant_matvec per matrix, more is
+ * one quant_matvec_multi over per_call of them, as a MoE layer multiplies
+ * its routed experts' slices (at most BENCH_MAX_PER_CALL). `reps` passes
+ * through all of them, cut short after a few seconds (see
+ * bench_want_more). Returns 0, or -1 with why.
+ */
+#define BENCH_MAX_PER_CALL 16
+int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, int per_call,
+                     const void *arena, int n_mats, int reps, bench_result *out, char *why,
+                     size_t whylen);
 
 /* Average seconds per sw_pool_run of an empty job with one task per thread. */
 double bench_pool_dispatch(sw_pool *pool, int iters);

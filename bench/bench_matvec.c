@@ -86,16 +86,49 @@ int bench_matvec_prepare(quant_type t, int64_t rows, int64_t cols, void *arena,
     return 0;
 }
 
-/* Runs matrices [0, n) once; returns 0 or -1 with why. */
+/* The order a sample visits its n matrices: visit v takes matrix
+ * v * step mod n, step coprime to n and about n / 8, so consecutive calls
+ * (and the items of one multi call) are far apart in memory, as a decode
+ * step's tensors and a layer's routed experts are: no product continues
+ * the stream the previous one left warm. */
+static int scatter_step(int n)
+{
+    int step = n / 8 > 2 ? n / 8 : 2;
+    if (n <= 2)
+        return 1;
+    for (;; step++) {
+        int a = n, b = step;
+        while (b) {
+            int r = a % b;
+            a = b, b = r;
+        }
+        if (a == 1)
+            return step;
+    }
+}
+
+/* Runs matrices [0, n) once, per_call at a time (quant_matvec for 1,
+ * quant_matvec_multi for more; a short last call takes the rest); y holds
+ * per_call outputs. Returns 0 or -1 with why. */
 static int one_pass(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, const uint8_t *arena,
-                    size_t mat_bytes, int n, const float *x, float *y, char *why, size_t whylen)
+                    size_t mat_bytes, int n, int per_call, const float *x, float *y, char *why,
+                    size_t whylen)
 {
     sw_err e = {0};
-    for (int i = 0; i < n; i++)
-        if (quant_matvec(pool, t, arena + (size_t)i * mat_bytes, rows, cols, x, y, &e)) {
+    quant_mv items[BENCH_MAX_PER_CALL];
+    int step = scatter_step(n);
+    for (int v = 0; v < n; v += per_call) {
+        int k = n - v < per_call ? n - v : per_call;
+        for (int j = 0; j < k; j++)
+            items[j] = (quant_mv){t, arena + (size_t)((int64_t)(v + j) * step % n) * mat_bytes,
+                                  rows, cols, x, y + (size_t)j * (size_t)rows};
+        int rc = per_call == 1 ? quant_matvec(pool, t, items[0].W, rows, cols, x, y, &e)
+                               : quant_matvec_multi(pool, items, k, &e);
+        if (rc) {
             snprintf(why, whylen, "%s", e.msg);
             return -1;
         }
+    }
     return 0;
 }
 
@@ -121,13 +154,18 @@ double bench_pairs_median(const bench_result *r, double min_bw, int *n)
     return bench_median(v, *n);
 }
 
-int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, const void *arena,
-                     int n_mats, int reps, bench_result *out, char *why, size_t whylen)
+int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, int per_call,
+                     const void *arena, int n_mats, int reps, bench_result *out, char *why,
+                     size_t whylen)
 {
     size_t mat_bytes = quant_row_size(t, cols) * (size_t)rows;
     float *x = malloc(sizeof(float) * (size_t)cols);
-    float *y = malloc(sizeof(float) * (size_t)rows);
+    float *y = malloc(sizeof(float) * (size_t)rows * (size_t)(per_call > 0 ? per_call : 1));
     int rc = -1;
+    if (per_call < 1 || per_call > BENCH_MAX_PER_CALL) {
+        snprintf(why, whylen, "bad number of products per call: %d", per_call);
+        goto done;
+    }
     if (!x || !y) {
         snprintf(why, whylen, "out of memory");
         goto done;
@@ -141,7 +179,8 @@ int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, co
     int n_groups = n_mats / per;
     const uint8_t *base = arena;
     /* warm-up: code, pool threads awake, activation converter */
-    if (one_pass(pool, t, rows, cols, base, mat_bytes, per < 8 ? per : 8, x, y, why, whylen))
+    if (one_pass(pool, t, rows, cols, base, mat_bytes, per < 8 ? per : 8, per_call, x, y, why,
+                 whylen))
         goto done;
     bench_best b = {0};
     double spent = 0;
@@ -155,7 +194,7 @@ int bench_matvec_run(sw_pool *pool, quant_type t, int64_t rows, int64_t cols, co
         if (n_segs >= 2 && k < BENCH_MAX_PAIRS)
             out->pair_bw[k] = distant_sample(pool, base, n_segs, group);
         bench_timer_start(&tm);
-        if (one_pass(pool, t, rows, cols, group, mat_bytes, per, x, y, why, whylen))
+        if (one_pass(pool, t, rows, cols, group, mat_bytes, per, per_call, x, y, why, whylen))
             goto done;
         double dt = bench_timer_stop(&tm, &clean);
         spent += dt;
