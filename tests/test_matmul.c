@@ -276,12 +276,17 @@ TEST(matvec_multi_equals_matvec)
 {
     sw_pool *pool = NULL;
     CHECK_EQ(sw_pool_create(2, &pool, NULL), 0);
-    enum { N = 6 };
-    static const quant_type types[N] = {QT_Q4_K, QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_F16, QT_Q4_K};
-    static const int64_t rows[N] = {2048, 1003, 77, 300, 40, 5};
-    static const int64_t cols[N] = {768, 768, 512, 768, 768, 256};
-    static const int xsel[N] = {0, 0, 1, 0, 0, 2}; /* which activation vector */
-    float *xs[3] = {make_floats(768, 1), make_floats(512, 2), make_floats(256, 3)};
+    /* Q4_K and Q5_K items with the same or another activation of the same
+     * length: a thread's prepared activation (quant_act_prep) must be
+     * rebuilt for exactly the items whose activation differs */
+    enum { N = 8 };
+    static const quant_type types[N] = {QT_Q4_K, QT_Q4_K, QT_Q6_K, QT_Q8_0,
+                                        QT_F16,  QT_Q4_K, QT_Q5_K, QT_Q4_K};
+    static const int64_t rows[N] = {2048, 1003, 77, 300, 40, 5, 600, 700};
+    static const int64_t cols[N] = {768, 768, 512, 768, 768, 256, 768, 768};
+    static const int xsel[N] = {0, 0, 1, 0, 0, 2, 3, 0}; /* which activation vector */
+    float *xs[4] = {make_floats(768, 1), make_floats(512, 2), make_floats(256, 3),
+                    make_floats(768, 4)};
     quant_mv items[N];
     float *want[N];
     for (int i = 0; i < N; i++) {
@@ -311,7 +316,44 @@ TEST(matvec_multi_equals_matvec)
         free(items[i].y);
         free(want[i]);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         free(xs[i]);
     sw_pool_destroy(pool);
+}
+
+/* A kernel's prepared activations give its rows kernel's results bit for
+ * bit, at every length it prepares (awkward ones included). */
+TEST(act_prep_equals_vec_dot_rows)
+{
+    const quant_kernels *k = quant_kernels_get();
+    static const int64_t lens[] = {256, 512, 768, 1280, 4096, 11008};
+    int seen = 0;
+    for (int t = 0; t < QT_COUNT; t++) {
+        const quant_act_prep *ap = &k->act_prep[t];
+        if (!ap->prep)
+            continue;
+        const quant_traits *tr = quant_traits_of(t);
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            int64_t n = lens[li], nr = 13;
+            if (n > ap->max_n || n % tr->blck)
+                continue;
+            seen++;
+            uint8_t *W = make_weights((quant_type)t, nr, n, 90 + (uint64_t)li);
+            float *x = make_floats(n, 7 + (uint64_t)li);
+            size_t a_bytes = quant_row_size(tr->vec_dot_type, n);
+            void *A = malloc(a_bytes), *buf = aligned_alloc(64, (ap->bytes + 63) / 64 * 64);
+            float want[13], got[13];
+            k->act_quant[tr->vec_dot_type](x, A, n);
+            quant_vec_dot_rows(k, (quant_type)t, n, (int)nr, want, W, quant_row_size(t, n), A);
+            ap->prep(n, A, buf);
+            ap->dot_rows(n, (int)nr, got, W, quant_row_size(t, n), buf);
+            CHECKF(memcmp(want, got, sizeof want) == 0, "%s n=%lld", tr->name, (long long)n);
+            free(W);
+            free(x);
+            free(A);
+            free(buf);
+        }
+    }
+    if (quant_kernels_get()->isa == QUANT_ISA_AVX512)
+        CHECK(seen > 0); /* Q4_K and Q5_K have one there */
 }

@@ -34,6 +34,7 @@
 #define MM_ROW_GROUP 4               /* weight rows per kernel call when m > 1 */
 #define STACK_ITEMS 16               /* matvec_multi items kept on the stack */
 #define MM_WARM_BYTES (8 * 1024)     /* prefetched at once where a chunk starts cold */
+#define MM_PREP_BYTES (36 * 1024)    /* a thread's prepared activation row (quant_act_prep) */
 
 /* A run of chunks [front, back): the owner takes from the front, thieves
  * from the back. Packed in one word (front low, back high) so one CAS
@@ -57,6 +58,16 @@ typedef struct mm_part {
     int64_t first_chunk, n_chunks;
 } mm_part;
 
+/* What a task has prepared (quant_act_prep): the activation row A of cols
+ * elements, by prep; A NULL: nothing yet. Within a job A is fixed, so the
+ * three identify the contents of buf. */
+typedef struct mm_prepared {
+    const uint8_t *A;
+    int64_t cols;
+    quant_act_prep_fn prep;
+    _Alignas(64) uint8_t buf[MM_PREP_BYTES];
+} mm_prepared;
+
 /* A job: the chunks of all its parts, numbered in order, split into
  * streams. */
 struct mm_job {
@@ -79,7 +90,23 @@ struct mm_job {
  * demand miss at a time. On a 2048x768 Q4_K matvec with 2 threads this
  * took 0.2-0.5 us off a 14.5-18 us call (median per-call timelines, rdtsc).
  */
-static void mm_part_chunk(const mm_part *p, int64_t c, int cold)
+/* The prepared form of p's activation row in pr (prepared now unless it
+ * is there already), or NULL where p's kernel has none (or m > 1). */
+static const void *mm_prepared_act(const mm_part *p, mm_prepared *pr)
+{
+    const quant_act_prep *ap = &p->k->act_prep[p->wtype];
+    if (p->m != 1 || !ap->prep || p->cols > ap->max_n || ap->bytes > sizeof pr->buf)
+        return NULL;
+    if (pr->A != p->A || pr->cols != p->cols || pr->prep != ap->prep) {
+        ap->prep(p->cols, p->A, pr->buf);
+        pr->A = p->A;
+        pr->cols = p->cols;
+        pr->prep = ap->prep;
+    }
+    return pr->buf;
+}
+
+static void mm_part_chunk(const mm_part *p, int64_t c, int cold, mm_prepared *pr)
 {
     int64_t r0 = c * p->chunk;
     int64_t r1 = r0 + p->chunk < p->rows ? r0 + p->chunk : p->rows;
@@ -90,6 +117,13 @@ static void mm_part_chunk(const mm_part *p, int64_t c, int cold)
         bytes = bytes < MM_WARM_BYTES ? bytes : MM_WARM_BYTES;
         for (size_t o = 0; o < bytes; o += 64)
             __builtin_prefetch(w + o, 0, 3);
+    }
+    const void *prepared = mm_prepared_act(p, pr);
+    if (prepared) {
+        p->k->act_prep[p->wtype].dot_rows(p->cols, (int)(r1 - r0), &p->Y[r0],
+                                          p->W + (size_t)r0 * p->w_row_bytes, p->w_row_bytes,
+                                          prepared);
+        return;
     }
     for (int64_t i0 = 0; i0 < p->m; i0 += p->act_block) {
         int64_t i1 = i0 + p->act_block < p->m ? i0 + p->act_block : p->m;
@@ -104,8 +138,9 @@ static void mm_part_chunk(const mm_part *p, int64_t c, int cold)
 }
 
 /* Job-wide chunk c: finds its part (binary search over first_chunk); it is
- * cold unless it follows prev, the chunk this thread ran last. */
-static void mm_chunk(const struct mm_job *j, int64_t c, int64_t prev)
+ * cold unless it follows prev, the chunk this thread ran last. pr: what
+ * this task has prepared. */
+static void mm_chunk(const struct mm_job *j, int64_t c, int64_t prev, mm_prepared *pr)
 {
     int lo = 0, hi = j->n_parts - 1;
     while (lo < hi) {
@@ -116,7 +151,7 @@ static void mm_chunk(const struct mm_job *j, int64_t c, int64_t prev)
             hi = mid - 1;
     }
     int64_t local = c - j->parts[lo].first_chunk;
-    mm_part_chunk(&j->parts[lo], local, c != prev + 1 || local == 0);
+    mm_part_chunk(&j->parts[lo], local, c != prev + 1 || local == 0, pr);
 }
 
 /* Claims a chunk from the front (back = 0) or back of s; -1 when empty. */
@@ -139,13 +174,15 @@ static void mm_task(void *arg, int task, int n_tasks, int thread)
 {
     const struct mm_job *j = arg;
     int64_t c, prev = -2;
+    mm_prepared pr;
+    pr.A = NULL; /* buf is written before it is read */
     while ((c = stream_take(&j->streams[task], 0)) >= 0) {
-        mm_chunk(j, c, prev);
+        mm_chunk(j, c, prev, &pr);
         prev = c;
     }
     for (int k = 1; k < j->n_streams; k++)
         while ((c = stream_take(&j->streams[(task + k) % j->n_streams], 1)) >= 0)
-            mm_chunk(j, c, -2); /* taken from the back: never a continuation */
+            mm_chunk(j, c, -2, &pr); /* taken from the back: never a continuation */
 }
 
 /* Converting activations: work items are (row of X, slice of its blocks);

@@ -212,15 +212,21 @@ const char *quant_isa_name(quant_isa isa)
  * Runs one installer over k. A multi-row kernel must compute exactly what
  * the same table's vec_dot does, so where the installer replaced vec_dot[t]
  * but not vec_dot_rows[t] (say an AVX-512 dot over an AVX2 table with an
- * AVX2 multi-row kernel), the stale multi-row entry is dropped.
+ * AVX2 multi-row kernel), the stale multi-row entry is dropped, and so is
+ * a stale prepared-activation entry.
  */
 static void kernels_install(quant_kernels *k, void (*install)(quant_kernels *))
 {
     quant_kernels before = *k;
     install(k);
-    for (int t = 0; t < QT_COUNT; t++)
-        if (k->vec_dot[t] != before.vec_dot[t] && k->vec_dot_rows[t] == before.vec_dot_rows[t])
+    for (int t = 0; t < QT_COUNT; t++) {
+        if (k->vec_dot[t] == before.vec_dot[t])
+            continue;
+        if (k->vec_dot_rows[t] == before.vec_dot_rows[t])
             k->vec_dot_rows[t] = NULL;
+        if (k->act_prep[t].dot_rows == before.act_prep[t].dot_rows)
+            k->act_prep[t] = (quant_act_prep){0};
+    }
 }
 
 int quant_kernels_for(quant_isa isa, quant_kernels *out)

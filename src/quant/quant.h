@@ -84,6 +84,25 @@ typedef void (*quant_vec_dot_fn)(int64_t n, float *restrict s, const void *restr
 typedef void (*quant_vec_dot_rows_fn)(int64_t n, int nr, float *restrict s, const void *restrict x,
                                       size_t row_stride, const void *restrict y);
 
+/*
+ * Prepared activations, for kernels that rearrange their activation row
+ * before use (the AVX-512 Q4_K and Q5_K kernels regroup it to the weights'
+ * order). A caller that multiplies one activation row with many weight rows
+ * over several calls (matmul's chunks) can prepare it once: prep(n, y, buf)
+ * writes the prepared form of y (n elements of the weight type's
+ * vec_dot_type) into buf (64-byte aligned, `bytes` long), and dot_rows
+ * reads buf where vec_dot_rows reads y, with the same results bit for bit.
+ * prep NULL: the kernel has no such step; rows longer than max_n elements
+ * are not prepared (use vec_dot_rows).
+ */
+typedef void (*quant_act_prep_fn)(int64_t n, const void *restrict y, void *restrict buf);
+typedef struct quant_act_prep {
+    quant_act_prep_fn prep;
+    quant_vec_dot_rows_fn dot_rows; /* its y: a buffer prep wrote */
+    size_t bytes;
+    int64_t max_n;
+} quant_act_prep;
+
 typedef struct quant_traits {
     const char *name;          /* "Q4_K" */
     int64_t blck;              /* elements per block */
@@ -112,6 +131,7 @@ typedef struct quant_kernels {
     /* by weight type; NULL where there is no multi-row kernel (use
      * quant_vec_dot_rows, which falls back to vec_dot row by row) */
     quant_vec_dot_rows_fn vec_dot_rows[QT_COUNT];
+    quant_act_prep act_prep[QT_COUNT];       /* by weight type; prep NULL: none */
     quant_from_float_fn act_quant[QT_COUNT]; /* by activation type: Q8_0, Q8_1, Q8_K */
 } quant_kernels;
 

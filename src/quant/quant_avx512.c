@@ -324,4 +324,5 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot_rows[QT_Q4_K] = quant_vec_dot_q4_K_avx512_rows;
     k->vec_dot_rows[QT_Q5_K] = quant_vec_dot_q5_K_avx512_rows;
     k->vec_dot_rows[QT_Q6_K] = quant_vec_dot_q6_K_avx512_rows;
+    quant_kq_avx512_act_preps(k);
 }

@@ -283,26 +283,36 @@ typedef struct k4_acc {
             }                                                                                          \
         }                                                                                              \
     }                                                                                                  \
+    /* rows against y prepared whole (nb <= K4_PREP_MAX) */                                          \
+    static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,        \
+                                 size_t stride, const void *restrict vyp)                              \
+    {                                                                                                  \
+        const k4_yprep *yp = vyp;                                                                      \
+        for (int r = 0; r < nr; r++) {                                                                 \
+            k4_acc a = {_mm512_setzero_ps(), _mm512_setzero_ps()};                                     \
+            name##_span((const xtype *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K, yp, 0, \
+                        &a);                                                                           \
+            s[r] = hsum16(_mm512_sub_ps(a.acc, a.mins));                                               \
+        }                                                                                              \
+    }                                                                                                  \
     void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride,     \
                      const void *restrict vy)                                                          \
     {                                                                                                  \
         const block_q8_K *y = vy;                                                                      \
-        const uint8_t *x0 = vx;                                                                        \
         const int64_t nb = n / QK_K;                                                                   \
         k4_yprep yp;                                                                                   \
-        if (nb <= K4_PREP_MAX)                                                                         \
+        if (nb <= K4_PREP_MAX) {                                                                       \
             k4_prepare(y, nb, &yp);                                                                    \
+            name##_rows_prep(n, nr, s, vx, stride, &yp);                                               \
+            return;                                                                                    \
+        }                                                                                              \
         for (int r = 0; r < nr; r++) {                                                                 \
-            const xtype *x = (const xtype *)(x0 + (size_t)r * stride);                                 \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
             k4_acc a = {_mm512_setzero_ps(), _mm512_setzero_ps()};                                     \
-            if (nb <= K4_PREP_MAX) {                                                                   \
-                name##_span(x, 0, nb, &yp, 0, &a);                                                     \
-            } else {                                                                                   \
-                for (int64_t p = 0; p < nb; p += K4_PREP_MAX) {                                        \
-                    const int64_t cnt = nb - p < K4_PREP_MAX ? nb - p : K4_PREP_MAX;                    \
-                    k4_prepare(y + p, cnt, &yp);                                                       \
-                    name##_span(x, p, cnt, &yp, p, &a);                                                \
-                }                                                                                      \
+            for (int64_t p = 0; p < nb; p += K4_PREP_MAX) {                                            \
+                const int64_t cnt = nb - p < K4_PREP_MAX ? nb - p : K4_PREP_MAX;                        \
+                k4_prepare(y + p, cnt, &yp);                                                           \
+                name##_span(x, p, cnt, &yp, p, &a);                                                    \
             }                                                                                          \
             s[r] = hsum16(_mm512_sub_ps(a.acc, a.mins));                                               \
         }                                                                                              \
@@ -316,6 +326,23 @@ typedef struct k4_acc {
 DEFINE_K4_SPAN(quant_vec_dot_q4_K_avx512, block_q4_K, 0)
 DEFINE_K4_SPAN(quant_vec_dot_q5_K_avx512, block_q5_K, 1)
 #undef K4_QH
+
+/* The prepared form of a row's activations (quant.h: quant_act_prep): the
+ * same k4_yprep every call of the rows kernels builds for itself. Matmul
+ * prepares once per thread and activation instead of once per chunk: on
+ * one core from L2 that is 3-10% faster (2048x768 to 2048x8192). */
+static void k4_act_prep(int64_t n, const void *restrict y, void *restrict buf)
+{
+    k4_prepare(y, n / QK_K, buf);
+}
+
+void quant_kq_avx512_act_preps(quant_kernels *k)
+{
+    k->act_prep[QT_Q4_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q4_K_avx512_rows_prep,
+                                            sizeof(k4_yprep), (int64_t)K4_PREP_MAX * QK_K};
+    k->act_prep[QT_Q5_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q5_K_avx512_rows_prep,
+                                            sizeof(k4_yprep), (int64_t)K4_PREP_MAX * QK_K};
+}
 
 /* --- Q6_K -------------------------------------------------------------- */
 
