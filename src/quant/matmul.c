@@ -16,6 +16,11 @@
  * of the others' streams, so a thread that loses its core costs only the
  * chunk it is in. Each chunk is claimed once (one CAS on the stream's
  * front/back pair), so every output is written by exactly one thread.
+ *
+ * Prepared activations. A kernel that rearranges its activation row before
+ * use (quant_act_prep) would do so once per chunk; each task instead keeps
+ * the prepared row of the last activation it met (mm_prepared) and rebuilds
+ * it only when a chunk of another activation comes up.
  */
 #include "quant/matmul.h"
 
