@@ -17,11 +17,12 @@ CFLAGS  ?= -O2 -g
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -pthread -Isrc $(WARN) $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm -pthread
 
-# Per-file instruction sets: only *_avx2.c / *_avx512.c may use them, and
-# only behind the start-up CPUID check in src/quant/quant.c.
-AVX2_FLAGS   := -mavx2 -mfma -mf16c
-AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
-isa_flags = $(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS)))
+# Per-file instruction sets: only *_avx2.c / *_avxvnni.c / *_avx512.c may
+# use them, and only behind the start-up CPUID check in src/quant/quant.c.
+AVX2_FLAGS    := -mavx2 -mfma -mf16c
+AVXVNNI_FLAGS := $(AVX2_FLAGS) -mavxvnni
+AVX512_FLAGS  := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+isa_flags = $(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avxvnni,$(1)),$(AVXVNNI_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS))))
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))

@@ -158,7 +158,8 @@ static read_fn pick_read(const char **name)
 {
     switch (quant_cpu_isa()) {
     case QUANT_ISA_AVX512: *name = "avx512"; return bench_read_sum_avx512;
-    case QUANT_ISA_AVX2: *name = "avx2"; return bench_read_sum_avx2;
+    case QUANT_ISA_AVX2:
+    case QUANT_ISA_AVX2_VNNI: *name = "avx2"; return bench_read_sum_avx2;
     default: *name = "scalar"; return read_sum_scalar;
     }
 }

@@ -133,7 +133,7 @@ void model_vec_ref(model_vec *v)
 
 int model_vec_for(quant_isa isa, model_vec *out)
 {
-    if (isa > quant_cpu_isa())
+    if (!quant_isa_supported(isa))
         return -1;
     model_vec_ref(out);
     if (isa >= QUANT_ISA_AVX2)

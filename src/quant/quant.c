@@ -153,6 +153,14 @@ uint16_t quant_f32_to_bf16(float f)
 static quant_kernels g_kernels;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+/* What each table needs, from CPUID plus the OS's consent (XCR0) to save
+ * the registers. */
+struct cpu_features {
+    bool avx2;   /* AVX2, FMA, F16C; AVX state enabled */
+    bool vnni;   /* AVX-VNNI (VEX) */
+    bool avx512; /* F, DQ, BW, VL, VNNI; ZMM state enabled */
+};
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 
@@ -163,39 +171,58 @@ static uint64_t xgetbv0(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
-/* CPUID feature bits, plus the OS's consent (XCR0) to save the registers. */
-static quant_isa detect_isa(void)
+static struct cpu_features detect_features(void)
 {
+    struct cpu_features f = {0};
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
-        return QUANT_ISA_REF;
+        return f;
     int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
     if (!osxsave || !avx)
-        return QUANT_ISA_REF;
+        return f;
     uint64_t xcr0 = xgetbv0();
     if ((xcr0 & 0x6) != 0x6) /* SSE and AVX state */
-        return QUANT_ISA_REF;
+        return f;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-        return QUANT_ISA_REF;
+        return f;
     int avx2 = (b >> 5) & 1;
     int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1;
-    int avx512vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
+    int avx512vl = (b >> 31) & 1, vnni512 = (c >> 11) & 1;
     if (!(avx2 && fma && f16c))
-        return QUANT_ISA_REF;
-    if (avx512f && avx512dq && avx512bw && avx512vl && vnni && (xcr0 & 0xe0) == 0xe0)
-        return QUANT_ISA_AVX512;
-    return QUANT_ISA_AVX2;
+        return f;
+    f.avx2 = true;
+    f.avx512 = avx512f && avx512dq && avx512bw && avx512vl && vnni512 && (xcr0 & 0xe0) == 0xe0;
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d))
+        f.vnni = (a >> 4) & 1;
+    return f;
 }
 #else
-static quant_isa detect_isa(void)
+static struct cpu_features detect_features(void)
 {
-    return QUANT_ISA_REF;
+    return (struct cpu_features){0};
 }
 #endif
 
+/* a few CPUID instructions; callers are not hot */
+bool quant_isa_supported(quant_isa isa)
+{
+    struct cpu_features f = detect_features();
+    switch (isa) {
+    case QUANT_ISA_REF: return true;
+    case QUANT_ISA_AVX2: return f.avx2;
+    case QUANT_ISA_AVX2_VNNI: return f.avx2 && f.vnni;
+    case QUANT_ISA_AVX512: return f.avx512;
+    }
+    return false;
+}
+
 quant_isa quant_cpu_isa(void)
 {
-    return detect_isa(); /* a few CPUID instructions; callers are not hot */
+    quant_isa best = QUANT_ISA_REF;
+    for (int i = QUANT_ISA_REF; i <= QUANT_ISA_AVX512; i++)
+        if (quant_isa_supported((quant_isa)i))
+            best = (quant_isa)i;
+    return best;
 }
 
 const char *quant_isa_name(quant_isa isa)
@@ -203,6 +230,7 @@ const char *quant_isa_name(quant_isa isa)
     switch (isa) {
     case QUANT_ISA_REF: return "scalar";
     case QUANT_ISA_AVX2: return "avx2";
+    case QUANT_ISA_AVX2_VNNI: return "avx2vnni";
     case QUANT_ISA_AVX512: return "avx512";
     }
     return "?";
@@ -231,12 +259,14 @@ static void kernels_install(quant_kernels *k, void (*install)(quant_kernels *))
 
 int quant_kernels_for(quant_isa isa, quant_kernels *out)
 {
-    if (isa > quant_cpu_isa())
+    if (!quant_isa_supported(isa))
         return -1;
     memset(out, 0, sizeof *out);
     quant_ref_kernels(out);
     if (isa >= QUANT_ISA_AVX2)
         kernels_install(out, quant_avx2_kernels);
+    if (isa == QUANT_ISA_AVX2_VNNI) /* AVX-512 needs no AVX-VNNI, and replaces these */
+        kernels_install(out, quant_avxvnni_kernels);
     if (isa >= QUANT_ISA_AVX512)
         kernels_install(out, quant_avx512_kernels);
     out->isa = isa;
@@ -254,13 +284,14 @@ void quant_vec_dot_rows(const quant_kernels *k, quant_type t, int64_t n, int nr,
         k->vec_dot[t](n, &s[r], (const uint8_t *)x + (size_t)r * row_stride, y);
 }
 
-/* SPILLWAY_ISA=scalar|avx2|avx512 caps the ISA (for comparisons). */
+/* SPILLWAY_ISA=scalar|avx2|avx2vnni|avx512 picks another table this CPU
+ * can run (for comparisons). */
 static void select_kernels(void)
 {
     quant_isa isa = quant_cpu_isa();
     const char *want = getenv("SPILLWAY_ISA");
     for (int i = QUANT_ISA_REF; want && i <= QUANT_ISA_AVX512; i++)
-        if (strcmp(want, quant_isa_name((quant_isa)i)) == 0 && (quant_isa)i < isa)
+        if (strcmp(want, quant_isa_name((quant_isa)i)) == 0 && quant_isa_supported((quant_isa)i))
             isa = (quant_isa)i;
     quant_kernels_for(isa, &g_kernels);
 }

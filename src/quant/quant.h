@@ -123,7 +123,15 @@ size_t quant_row_size(quant_type t, int64_t n);
 
 /* --- kernels ----------------------------------------------------------- */
 
-typedef enum quant_isa { QUANT_ISA_REF = 0, QUANT_ISA_AVX2, QUANT_ISA_AVX512 } quant_isa;
+/* Kernel tables, in order of preference. AVX2_VNNI is AVX2 with AVX-VNNI's
+ * Q4_K/Q5_K kernels; AVX-512 CPUs need not have AVX-VNNI, so a table is
+ * runnable where quant_isa_supported says so, not wherever a better one is. */
+typedef enum quant_isa {
+    QUANT_ISA_REF = 0,
+    QUANT_ISA_AVX2,
+    QUANT_ISA_AVX2_VNNI,
+    QUANT_ISA_AVX512
+} quant_isa;
 
 typedef struct quant_kernels {
     quant_isa isa;
@@ -148,10 +156,13 @@ int quant_kernels_for(quant_isa isa, quant_kernels *out);
 const char *quant_isa_name(quant_isa isa);
 /* Best ISA this CPU supports (CPUID). */
 quant_isa quant_cpu_isa(void);
+/* Whether this CPU can run isa's table. */
+bool quant_isa_supported(quant_isa isa);
 
 /* Installers: each fills the entries it implements, leaving the rest. */
 void quant_ref_kernels(quant_kernels *k);
 void quant_avx2_kernels(quant_kernels *k);
+void quant_avxvnni_kernels(quant_kernels *k); /* over quant_avx2_kernels */
 void quant_avx512_kernels(quant_kernels *k);
 
 /* --- scalar conversions shared by all files ---------------------------- */

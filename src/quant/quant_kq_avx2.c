@@ -25,31 +25,20 @@
  * 16002 (Q6_K) or 2 * 127 * 127 = 32258 (IQ4_XS, with |sc| <= 32); scaled by
  * |sc| <= 128 and summed over a super-block an int32 lane stays below 2^26.
  */
-#include "quant/quant_simd.h"
-
-/* Bit `from` of every byte of v, moved to bit `to` (other bits cleared). */
-static inline __m256i bit_to(__m256i v, int from, int to)
-{
-    const __m256i b = _mm256_and_si256(v, _mm256_set1_epi8((char)(1 << from)));
-    return from >= to ? _mm256_srli_epi16(b, from - to) : _mm256_slli_epi16(b, to - from);
-}
+#include "quant/quant_k4_avx2.h"
 
 /*
  * pshufb controls spreading int16 scales (8 per 128-bit lane): PICK(k)
  * makes every int16 a copy of element k (one 32-element sub-block per
- * register); PICK_PAIR(p) takes element 2p in the low lane and 2p+1 in the
- * high one (two 16-element sub-blocks).
+ * register, quant_k4_avx2.h's table); PICK_PAIR(p) takes element 2p in the
+ * low lane and 2p+1 in the high one (two 16-element sub-blocks).
  */
-static _Alignas(32) const uint8_t k_pick[12][32] = {
-    {SIMD_PICK16(0), SIMD_PICK16(0)}, {SIMD_PICK16(1), SIMD_PICK16(1)},
-    {SIMD_PICK16(2), SIMD_PICK16(2)}, {SIMD_PICK16(3), SIMD_PICK16(3)},
-    {SIMD_PICK16(4), SIMD_PICK16(4)}, {SIMD_PICK16(5), SIMD_PICK16(5)},
-    {SIMD_PICK16(6), SIMD_PICK16(6)}, {SIMD_PICK16(7), SIMD_PICK16(7)},
+static _Alignas(32) const uint8_t k_pick_pair[4][32] = {
     {SIMD_PICK16(0), SIMD_PICK16(1)}, {SIMD_PICK16(2), SIMD_PICK16(3)},
     {SIMD_PICK16(4), SIMD_PICK16(5)}, {SIMD_PICK16(6), SIMD_PICK16(7)},
 };
-#define PICK(k) _mm256_load_si256((const __m256i *)k_pick[k])
-#define PICK_PAIR(p) _mm256_load_si256((const __m256i *)k_pick[8 + (p)])
+#define PICK(k) _mm256_load_si256((const __m256i *)k4_pick[k])
+#define PICK_PAIR(p) _mm256_load_si256((const __m256i *)k_pick_pair[p])
 
 /* 8 int16 scales in both 128-bit lanes, from 8 int8 or uint8 values. */
 static inline __m256i scales16_i8(const int8_t *p)
@@ -57,103 +46,10 @@ static inline __m256i scales16_i8(const int8_t *p)
     return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p)));
 }
 
-static inline __m256i loadu256(const void *p)
-{
-    return _mm256_loadu_si256((const __m256i *)p);
-}
+/* --- Q4_K and Q5_K: quant_k4_avx2.h ---------------------------------- */
 
-/* --- Q4_K and Q5_K ----------------------------------------------------- */
-
-/*
- * Both: 8 sub-blocks of 32; qs chunk j (32 bytes) holds sub-block 2j in its
- * low nibbles and 2j+1 in its high nibbles. Q5_K's fifth bit of sub-block b
- * is bit b of qh[l]. dd holds d * y.d and dmin * y.d in lanes 0 and 1; the
- * min term goes to *mins (to be subtracted at the end).
- */
-SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
-                                 const block_q8_K *y, __m128 dd, __m256 acc, __m256 *mins)
-{
-    const __m128i sm = simd_k4_scales_mins(scales);
-    /* min b against bsums 2b and 2b+1: pair each min with itself */
-    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
-    const __m256i msum = _mm256_madd_epi16(m16, loadu256(y->bsums));
-    *mins = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), *mins);
-
-    const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i hb = qh ? loadu256(qh) : _mm256_setzero_si256();
-    __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        const __m256i q = loadu256(qs + 32 * j);
-        __m256i lo = _mm256_and_si256(q, low4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-        if (qh) {
-            lo = _mm256_or_si256(lo, bit_to(hb, 2 * j, 4));
-            hi = _mm256_or_si256(hi, bit_to(hb, 2 * j + 1, 4));
-        }
-        const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y->qs + 64 * j));
-        const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y->qs + 64 * j + 32));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc, PICK(2 * j))));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc, PICK(2 * j + 1))));
-    }
-    return _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
-}
-
-/*
- * Multi-row: NR rows in lockstep against one y, each row with its own acc
- * and mins and exactly the one-row float operations, so results are
- * bit-identical to vec_dot per row (the quant_kq_avx512.c scheme; the
- * compiler shares y's loads between the unrolled rows). Rows go in pairs:
- * with 16 ymm registers four rows gained nothing (Q4_K 768 columns in L1:
- * 16.0 ns/row alone, 17.5 by four, 16.1 by two; Q5_K 22.1, 20.3, 21.3),
- * the AVX2 kernel being bound by its integer work rather than per-call
- * cost. Long rows (SIMD_ROWS_LONG) go one at a time.
- */
-#define DEFINE_DOT_K4(name, xtype, QH)                                                             \
-    SIMD_INLINE void name##_nr(int64_t n, const int NR, float *restrict s,                         \
-                               const uint8_t *restrict x0, size_t stride,                          \
-                               const block_q8_K *restrict y)                                       \
-    {                                                                                              \
-        const size_t ahead = simd_rows_ahead(NR, stride);                                          \
-        __m256 acc[4], mins[4];                                                                    \
-        for (int r = 0; r < NR; r++)                                                               \
-            acc[r] = mins[r] = _mm256_setzero_ps();                                                \
-        for (int64_t i = 0; i < n / QK_K; i++) {                                                   \
-            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                   \
-            {                                                                                      \
-                const xtype *x = (const xtype *)(x0 + (size_t)r * stride);                         \
-                simd_prefetch_ahead(&x[i], sizeof x[i], ahead);                                    \
-                acc[r] = k4_superblock(x[i].qs, QH(i), x[i].scales, &y[i],                         \
-                                       simd_f16_pair(&x[i].d, y[i].d), acc[r], &mins[r]);          \
-            }                                                                                      \
-        }                                                                                          \
-        for (int r = 0; r < NR; r++)                                                               \
-            s[r] = simd_hsum_f32x8(_mm256_sub_ps(acc[r], mins[r]));                                \
-    }                                                                                              \
-    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
-    {                                                                                              \
-        name##_nr(n, 1, s, vx, sizeof(xtype), vy);                                                 \
-    }                                                                                              \
-    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride, \
-                     const void *restrict vy)                                                      \
-    {                                                                                              \
-        const uint8_t *x = vx;                                                                     \
-        if (SIMD_ROWS_LONG(stride)) {                                                              \
-            for (int r = 0; r < nr; r++)                                                           \
-                name##_nr(n, 1, s + r, x + (size_t)r * stride, stride, vy);                        \
-            return;                                                                                \
-        }                                                                                          \
-        for (; nr >= 2; nr -= 2, s += 2, x += 2 * stride)                                          \
-            name##_nr(n, 2, s, x, stride, vy);                                                     \
-        if (nr == 1)                                                                               \
-            name##_nr(n, 1, s, x, stride, vy);                                                     \
-    }
-
-#define Q4K_NO_QH(i) NULL
-#define Q5K_QH(i) x[i].qh
-DEFINE_DOT_K4(quant_vec_dot_q4_K_avx2, block_q4_K, Q4K_NO_QH)
-DEFINE_DOT_K4(quant_vec_dot_q5_K_avx2, block_q5_K, Q5K_QH)
+DEFINE_DOT_K4(quant_vec_dot_q4_K_avx2, block_q4_K, K4_NO_QH)
+DEFINE_DOT_K4(quant_vec_dot_q5_K_avx2, block_q5_K, K4_QH)
 
 /* --- Q6_K -------------------------------------------------------------- */
 

@@ -1,9 +1,9 @@
 /*
  * quant_simd.h — private to src/quant: what the x86 SIMD kernel files share.
  *
- * Only files compiled with AVX2 flags (*_avx2.c, *_avx512.c) include this;
- * everything below needs AVX2 + FMA + F16C and is guarded so that a stray
- * include elsewhere fails loudly instead of miscompiling.
+ * Only files compiled with AVX2 flags (*_avx2.c, *_avxvnni.c, *_avx512.c)
+ * include this; everything below needs AVX2 + FMA + F16C and is guarded so
+ * that a stray include elsewhere fails loudly instead of miscompiling.
  *
  * The kernels follow one pattern (ggml's): the integer dot product of a
  * block (or sub-block) is exact — int8 x small-int products summed in int16
@@ -20,7 +20,7 @@
 #define SW_QUANT_SIMD_H
 
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
-#error "quant_simd.h needs -mavx2 -mfma -mf16c (only *_avx2.c / *_avx512.c may include it)"
+#error "quant_simd.h needs -mavx2 -mfma -mf16c (only *_avx2.c / *_avxvnni.c / *_avx512.c may include it)"
 #endif
 
 #include <immintrin.h>
@@ -242,6 +242,17 @@ void quant_vec_dot_q4_K_avx2_rows(int64_t n, int nr, float *restrict s, const vo
                                   size_t stride, const void *restrict vy);
 void quant_vec_dot_q5_K_avx2_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,
                                   size_t stride, const void *restrict vy);
+/* The same two with AVX-VNNI (quant_kq_avxvnni.c). */
+void quant_vec_dot_q4_K_avxvnni(int64_t n, float *restrict s, const void *restrict vx,
+                                const void *restrict vy);
+void quant_vec_dot_q5_K_avxvnni(int64_t n, float *restrict s, const void *restrict vx,
+                                const void *restrict vy);
+void quant_vec_dot_q4_K_avxvnni_rows(int64_t n, int nr, float *restrict s,
+                                     const void *restrict vx, size_t stride,
+                                     const void *restrict vy);
+void quant_vec_dot_q5_K_avxvnni_rows(int64_t n, int nr, float *restrict s,
+                                     const void *restrict vx, size_t stride,
+                                     const void *restrict vy);
 #define QUANT_SIMD_KQ_ROWS_TYPES(X) X(q4_K) X(q5_K) X(q6_K)
 #define QUANT_SIMD_DECLARE_ROWS(t)                                                                \
     void quant_vec_dot_##t##_avx512_rows(int64_t n, int nr, float *restrict s,                    \

@@ -1,0 +1,165 @@
+/*
+ * quant_k4_avx2.h — private to src/quant: the Q4_K and Q5_K dot products on
+ * 256-bit registers, for two kernel tables: plain AVX2 (quant_kq_avx2.c)
+ * and AVX2 with AVX-VNNI (quant_kq_avxvnni.c, which defines K4_VNNI before
+ * including this). Only the integer work of a 64-weight chunk differs:
+ *
+ *   AVX2      per 32 weights: vpmaddubsw (nibble x activation, int16
+ *             pairs), then vpmaddwd by the sub-block's scale (int32), an add;
+ *   AVX-VNNI  per 32 weights: vpdpbusd (int32 lanes of four products),
+ *             then for both halves of a chunk one vpackssdw to int16 and
+ *             one vpdpwssd by their two scales: 9 instead of 12 operations
+ *             per chunk; one layer's Q4_K expert products from L3, 2 cores:
+ *             55 -> 67 GB/s.
+ *
+ * Both are exact integer sums of the same products, grouped differently
+ * into lanes; the float work per super-block is the same, so the two
+ * tables differ from each other (and from the scalar reference) only in
+ * how the lanes' partial sums round. Bounds: a vpdpbusd lane is at most
+ * 4 * 31 * 128 < 2^15, so the pack never saturates.
+ *
+ * Both: 8 sub-blocks of 32; qs chunk j (32 bytes) holds sub-block 2j in its
+ * low nibbles and 2j+1 in its high nibbles. Q5_K's fifth bit of sub-block b
+ * is bit b of qh[l]. dd holds d * y.d and dmin * y.d in lanes 0 and 1; the
+ * min term goes to *mins (to be subtracted at the end).
+ */
+#ifndef SW_QUANT_K4_AVX2_H
+#define SW_QUANT_K4_AVX2_H
+
+#include "quant/quant_simd.h"
+
+#if defined(K4_VNNI) && !defined(__AVXVNNI__)
+#error "K4_VNNI needs -mavxvnni (only *_avxvnni.c may define it)"
+#endif
+
+static inline __m256i loadu256(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* Bit `from` of every byte of v, moved to bit `to` (other bits cleared). */
+static inline __m256i bit_to(__m256i v, int from, int to)
+{
+    const __m256i b = _mm256_and_si256(v, _mm256_set1_epi8((char)(1 << from)));
+    return from >= to ? _mm256_srli_epi16(b, from - to) : _mm256_slli_epi16(b, to - from);
+}
+
+/* pshufb controls over 8 int16 scales (the same in both 128-bit lanes):
+ * k4_pick[k] makes every int16 a copy of scale k; k4_pair[j] makes int16s
+ * 0-3 of each lane copies of scale 2j and 4-7 of scale 2j+1, the order of
+ * vpackssdw's output. */
+#define K4_W4(e) SIMD_PICK16_2(e), SIMD_PICK16_2(e), SIMD_PICK16_2(e), SIMD_PICK16_2(e)
+static _Alignas(32) const uint8_t k4_pick[8][32] = {
+    {SIMD_PICK16(0), SIMD_PICK16(0)}, {SIMD_PICK16(1), SIMD_PICK16(1)},
+    {SIMD_PICK16(2), SIMD_PICK16(2)}, {SIMD_PICK16(3), SIMD_PICK16(3)},
+    {SIMD_PICK16(4), SIMD_PICK16(4)}, {SIMD_PICK16(5), SIMD_PICK16(5)},
+    {SIMD_PICK16(6), SIMD_PICK16(6)}, {SIMD_PICK16(7), SIMD_PICK16(7)},
+};
+#define K4_PAIR(a, b) K4_W4(a), K4_W4(b), K4_W4(a), K4_W4(b)
+static _Alignas(32) const uint8_t k4_pair[4][32] = {
+    {K4_PAIR(0, 1)}, {K4_PAIR(2, 3)}, {K4_PAIR(4, 5)}, {K4_PAIR(6, 7)}};
+#undef K4_PAIR
+#undef K4_W4
+
+/* sum over chunk j's 64 weights (lo: sub-block 2j, hi: 2j+1, widened to
+ * bytes) of weight x activation x scale, added to sumi; sc: the 8 scales */
+SIMD_INLINE __m256i k4_chunk(__m256i sumi, __m256i lo, __m256i hi, const int8_t *q8, __m256i sc,
+                             int j)
+{
+#ifdef K4_VNNI
+    const __m256i tl = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), lo, loadu256(q8));
+    const __m256i th = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), hi, loadu256(q8 + 32));
+    const __m256i s = _mm256_shuffle_epi8(sc, _mm256_load_si256((const __m256i *)k4_pair[j]));
+    return _mm256_dpwssd_avx_epi32(sumi, _mm256_packs_epi32(tl, th), s);
+#else
+    const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(q8));
+    const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(q8 + 32));
+    const __m256i slo = _mm256_shuffle_epi8(sc, _mm256_load_si256((const __m256i *)k4_pick[2 * j]));
+    const __m256i shi =
+        _mm256_shuffle_epi8(sc, _mm256_load_si256((const __m256i *)k4_pick[2 * j + 1]));
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, slo));
+    return _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, shi));
+#endif
+}
+
+SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
+                                 const block_q8_K *y, __m128 dd, __m256 acc, __m256 *mins)
+{
+    const __m128i sm = simd_k4_scales_mins(scales);
+    /* min b against bsums 2b and 2b+1: pair each min with itself */
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+    const __m256i msum = _mm256_madd_epi16(m16, loadu256(y->bsums));
+    *mins = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), *mins);
+
+    const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i hb = qh ? loadu256(qh) : _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m256i q = loadu256(qs + 32 * j);
+        __m256i lo = _mm256_and_si256(q, low4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        if (qh) {
+            lo = _mm256_or_si256(lo, bit_to(hb, 2 * j, 4));
+            hi = _mm256_or_si256(hi, bit_to(hb, 2 * j + 1, 4));
+        }
+        sumi = k4_chunk(sumi, lo, hi, y->qs + 64 * j, sc, j);
+    }
+    return _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+}
+
+/*
+ * Multi-row: NR rows in lockstep against one y, each row with its own acc
+ * and mins and exactly the one-row float operations, so results are
+ * bit-identical to vec_dot per row (the quant_kq_avx512.c scheme; the
+ * compiler shares y's loads between the unrolled rows). Rows go in pairs:
+ * with 16 ymm registers four rows gained nothing (Q4_K 768 columns in L1:
+ * 16.0 ns/row alone, 17.5 by four, 16.1 by two; Q5_K 22.1, 20.3, 21.3),
+ * the AVX2 kernel being bound by its integer work rather than per-call
+ * cost. Long rows (SIMD_ROWS_LONG) go one at a time.
+ */
+#define DEFINE_DOT_K4(name, xtype, QH)                                                             \
+    SIMD_INLINE void name##_nr(int64_t n, const int NR, float *restrict s,                         \
+                               const uint8_t *restrict x0, size_t stride,                          \
+                               const block_q8_K *restrict y)                                       \
+    {                                                                                              \
+        const size_t ahead = simd_rows_ahead(NR, stride);                                          \
+        __m256 acc[4], mins[4];                                                                    \
+        for (int r = 0; r < NR; r++)                                                               \
+            acc[r] = mins[r] = _mm256_setzero_ps();                                                \
+        for (int64_t i = 0; i < n / QK_K; i++) {                                                   \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                   \
+            {                                                                                      \
+                const xtype *x = (const xtype *)(x0 + (size_t)r * stride);                         \
+                simd_prefetch_ahead(&x[i], sizeof x[i], ahead);                                    \
+                acc[r] = k4_superblock(x[i].qs, QH(i), x[i].scales, &y[i],                         \
+                                       simd_f16_pair(&x[i].d, y[i].d), acc[r], &mins[r]);          \
+            }                                                                                      \
+        }                                                                                          \
+        for (int r = 0; r < NR; r++)                                                               \
+            s[r] = simd_hsum_f32x8(_mm256_sub_ps(acc[r], mins[r]));                                \
+    }                                                                                              \
+    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
+    {                                                                                              \
+        name##_nr(n, 1, s, vx, sizeof(xtype), vy);                                                 \
+    }                                                                                              \
+    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride, \
+                     const void *restrict vy)                                                      \
+    {                                                                                              \
+        const uint8_t *x = vx;                                                                     \
+        if (SIMD_ROWS_LONG(stride)) {                                                              \
+            for (int r = 0; r < nr; r++)                                                           \
+                name##_nr(n, 1, s + r, x + (size_t)r * stride, stride, vy);                        \
+            return;                                                                                \
+        }                                                                                          \
+        for (; nr >= 2; nr -= 2, s += 2, x += 2 * stride)                                          \
+            name##_nr(n, 2, s, x, stride, vy);                                                     \
+        if (nr == 1)                                                                               \
+            name##_nr(n, 1, s, x, stride, vy);                                                     \
+    }
+
+#define K4_NO_QH(i) NULL
+#define K4_QH(i) x[i].qh
+
+#endif
