@@ -242,6 +242,47 @@ TEST(quant_simd_avx2vnni_matches_reference)
     CHECK(check_isa(QUANT_ISA_AVX2_VNNI));
 }
 
+/* quant_avxvnni.c: its 32-element block kernels are the AVX2 ones with one
+ * vpdpbusd for vpmaddubsw + vpmaddwd, the same int32 lanes, so the same
+ * bits; and they are its own copies, not the AVX2 table's. */
+TEST(quant_simd_avx2vnni_blocks_equal_avx2)
+{
+    static const quant_type b32[] = {QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
+                                     QT_Q8_0, QT_IQ4_NL, QT_MXFP4};
+    quant_kernels ref, avx2, vnni;
+    if (!quant_isa_supported(QUANT_ISA_AVX2_VNNI)) {
+        test_skip("CPU lacks AVX2 or AVX-VNNI");
+        return;
+    }
+    CHECK(quant_kernels_for(QUANT_ISA_REF, &ref) == 0);
+    CHECK(quant_kernels_for(QUANT_ISA_AVX2, &avx2) == 0);
+    CHECK(quant_kernels_for(QUANT_ISA_AVX2_VNNI, &vnni) == 0);
+    rng r = {0x5851F42D4C957F2Dull};
+    for (size_t ti = 0; ti < sizeof b32 / sizeof *b32; ti++) {
+        const quant_type t = b32[ti];
+        CHECKF(vnni.vec_dot[t] != avx2.vec_dot[t], "%s: the AVX2 kernel, not a VNNI copy",
+               quant_name(t));
+        for (size_t si = 0; si < sizeof k_row_blocks / sizeof *k_row_blocks; si++) {
+            const int64_t n = k_row_blocks[si] * quant_traits_of(t)->blck;
+            row_case c;
+            void *wbuf = NULL, *abuf = NULL;
+            if (!row_case_make(&c, &ref, t, n, 3, &r, &wbuf, &abuf)) {
+                free(wbuf);
+                free(abuf);
+                CHECKF(0, "out of memory");
+                return;
+            }
+            float want = NAN, got = NAN;
+            avx2.vec_dot[t](n, &want, c.w, c.a);
+            vnni.vec_dot[t](n, &got, c.w, c.a);
+            free(wbuf);
+            free(abuf);
+            CHECKF(memcmp(&want, &got, sizeof got) == 0, "%s n=%lld: avx2vnni %.9g, avx2 %.9g",
+                   quant_name(t), (long long)n, got, want);
+        }
+    }
+}
+
 TEST(quant_simd_avx512_matches_reference)
 {
     if (quant_cpu_isa() < QUANT_ISA_AVX512) {

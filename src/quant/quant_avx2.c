@@ -8,26 +8,10 @@
  * accumulators, so the loop is bound by loads rather than by FMA latency; a
  * tail of fewer than 8 elements goes through a masked or zero-padded load.
  *
- * 32-element blocks against Q8_0 / Q8_1: each block's weights are widened to
- * 32 bytes in element order, multiplied with the activation bytes by
- * maddubs + madd into 8 exact int32 lanes, converted to float and added with
- * FMA times the block's scale product. Two blocks are in flight per
- * iteration, each with its own accumulator. Per type, only the widening
- * differs:
- *
- *   Q4_0    nibble - 8                       signed, via sign trick
- *   Q5_0    nibble | (bit ? 0 : 0xF0)        = q - 16 as int8
- *   Q8_0    the bytes themselves             signed, via sign trick
- *   IQ4_NL  kvalues_iq4nl[nibble]            pshufb table look-up
- *   MXFP4   kvalues_mxfp4[nibble]            pshufb; scale 2^(e-128)
- *   Q4_1    nibble (0..15)                   unsigned: maddubs directly,
- *   Q5_1    nibble | bit << 4 (0..31)        plus m * s from Q8_1's sum
- *
- * The sign trick: maddubs multiplies unsigned by signed bytes, so a signed
- * x is split as |x| times (y with x's sign). |x| <= 128 and |y| <= 127 keep
- * each int16 pair sum below 32767, so nothing saturates.
+ * 32-element blocks against Q8_0 / Q8_1: quant_b32_avx2.h, shared with the
+ * AVX-VNNI table.
  */
-#include "quant/quant_simd.h"
+#include "quant/quant_b32_avx2.h"
 
 /* --- float rows -------------------------------------------------------- */
 
@@ -94,140 +78,6 @@ static void vec_dot_f32(int64_t n, float *restrict s, const void *restrict vx,
 
 DEFINE_DOT_HALF(vec_dot_f16, load_f16x8)
 DEFINE_DOT_HALF(vec_dot_bf16, load_bf16x8)
-
-/* --- 32-element blocks against Q8_0 ------------------------------------ */
-
-/*
- * Each step function adds one block's contribution to acc. The loop below
- * keeps two blocks in flight with separate accumulators: one FMA chain
- * would otherwise bound the loop at its latency per block.
- */
-#define DEFINE_DOT32(name, xtype, ytype, STEP, LUT)                                          \
-    static void name(int64_t n, float *restrict s, const void *restrict vx,                  \
-                     const void *restrict vy)                                                \
-    {                                                                                        \
-        const xtype *x = vx;                                                                 \
-        const ytype *y = vy;                                                                 \
-        const int64_t nb = n / 32;                                                           \
-        const __m256i lut = LUT;                                                             \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                            \
-        int64_t i = 0;                                                                       \
-        for (; i + 2 <= nb; i += 2) {                                                        \
-            simd_prefetch(x + i, 2 * sizeof *x);                                             \
-            a0 = STEP(x + i, y + i, lut, a0);                                                \
-            a1 = STEP(x + i + 1, y + i + 1, lut, a1);                                        \
-        }                                                                                    \
-        if (i < nb)                                                                          \
-            a0 = STEP(x + i, y + i, lut, a0);                                                \
-        *s = simd_hsum_f32x8(_mm256_add_ps(a0, a1));                                         \
-    }
-
-/* The 16-entry value table of a non-linear type, in both 128-bit lanes
- * (types without one pass zero and ignore it). */
-static inline __m256i lut_from(const int8_t table[16])
-{
-    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table));
-}
-
-/* acc + d * (8 int32 lanes of a block's integer dot) */
-static inline __m256 fma_block(float d, __m256i sums, __m256 acc)
-{
-    return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sums), acc);
-}
-
-static inline __m256 step_q4_0(const block_q4_0 *x, const block_q8_0 *y, __m256i lut, __m256 acc)
-{
-    (void)lut;
-    const __m256i qx = _mm256_sub_epi8(simd_nibbles32(x->qs), _mm256_set1_epi8(8));
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
-}
-
-static inline __m256 step_q5_0(const block_q5_0 *x, const block_q8_0 *y, __m256i lut, __m256 acc)
-{
-    (void)lut;
-    const __m256i hi = _mm256_andnot_si256(simd_bits_to_bytes(quant_q5_high_bits(x->qh)),
-                                           _mm256_set1_epi8((char)0xF0));
-    const __m256i qx = _mm256_or_si256(simd_nibbles32(x->qs), hi);
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
-}
-
-static inline __m256 step_q8_0(const block_q8_0 *x, const block_q8_0 *y, __m256i lut, __m256 acc)
-{
-    (void)lut;
-    const __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
-}
-
-static inline __m256 step_iq4_nl(const block_iq4_nl *x, const block_q8_0 *y, __m256i lut,
-                                 __m256 acc)
-{
-    const __m256i qx = _mm256_shuffle_epi8(lut, simd_nibbles32(x->qs));
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
-}
-
-static inline __m256 step_mxfp4(const block_mxfp4 *x, const block_q8_0 *y, __m256i lut,
-                                __m256 acc)
-{
-    const __m256i qx = _mm256_shuffle_epi8(lut, simd_nibbles32(x->qs));
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(quant_e8m0_half(x->e) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
-}
-
-DEFINE_DOT32(vec_dot_q4_0, block_q4_0, block_q8_0, step_q4_0, _mm256_setzero_si256())
-DEFINE_DOT32(vec_dot_q5_0, block_q5_0, block_q8_0, step_q5_0, _mm256_setzero_si256())
-DEFINE_DOT32(vec_dot_q8_0, block_q8_0, block_q8_0, step_q8_0, _mm256_setzero_si256())
-DEFINE_DOT32(vec_dot_iq4_nl, block_iq4_nl, block_q8_0, step_iq4_nl, lut_from(kvalues_iq4nl))
-DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, step_mxfp4, lut_from(kvalues_mxfp4))
-
-/* --- 32-element blocks with a min, against Q8_1 ------------------------ */
-
-/*
- * sum (d q + m) y_d y_q = d y_d * sum(q y_q) + m * s, with s = y_d * sum(y_q)
- * stored in the Q8_1 block. The m * s terms go to a scalar per chain.
- */
-static inline __m256 step_q4_1(const block_q4_1 *x, const block_q8_1 *y, __m256 acc, float *ms)
-{
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    *ms += simd_f16(x->m) * simd_f16(y->s);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_u8i8(simd_nibbles32(x->qs), qy), acc);
-}
-
-static inline __m256 step_q5_1(const block_q5_1 *x, const block_q8_1 *y, __m256 acc, float *ms)
-{
-    const __m256i hi = _mm256_and_si256(simd_bits_to_bytes(quant_q5_high_bits(x->qh)),
-                                        _mm256_set1_epi8(0x10));
-    const __m256i qx = _mm256_or_si256(simd_nibbles32(x->qs), hi);
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    *ms += simd_f16(x->m) * simd_f16(y->s);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_u8i8(qx, qy), acc);
-}
-
-#define DEFINE_DOT32_MIN(name, xtype, STEP)                                                  \
-    static void name(int64_t n, float *restrict s, const void *restrict vx,                  \
-                     const void *restrict vy)                                                \
-    {                                                                                        \
-        const xtype *x = vx;                                                                 \
-        const block_q8_1 *y = vy;                                                            \
-        const int64_t nb = n / 32;                                                           \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                            \
-        float m0 = 0.0f, m1 = 0.0f;                                                          \
-        int64_t i = 0;                                                                       \
-        for (; i + 2 <= nb; i += 2) {                                                        \
-            simd_prefetch(x + i, 2 * sizeof *x);                                             \
-            a0 = STEP(x + i, y + i, a0, &m0);                                                \
-            a1 = STEP(x + i + 1, y + i + 1, a1, &m1);                                        \
-        }                                                                                    \
-        if (i < nb)                                                                          \
-            a0 = STEP(x + i, y + i, a0, &m0);                                                \
-        *s = simd_hsum_f32x8(_mm256_add_ps(a0, a1)) + (m0 + m1);                             \
-    }
-
-DEFINE_DOT32_MIN(vec_dot_q4_1, block_q4_1, step_q4_1)
-DEFINE_DOT32_MIN(vec_dot_q5_1, block_q5_1, step_q5_1)
 
 /* --- installer --------------------------------------------------------- */
 

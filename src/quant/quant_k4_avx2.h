@@ -1,7 +1,7 @@
 /*
  * quant_k4_avx2.h — private to src/quant: the Q4_K and Q5_K dot products on
  * 256-bit registers, for two kernel tables: plain AVX2 (quant_kq_avx2.c)
- * and AVX2 with AVX-VNNI (quant_kq_avxvnni.c, which defines K4_VNNI before
+ * and AVX2 with AVX-VNNI (quant_avxvnni.c, which defines K4_VNNI before
  * including this). Only the integer work of a 64-weight chunk differs:
  *
  *   AVX2      per 32 weights: vpmaddubsw (nibble x activation, int16

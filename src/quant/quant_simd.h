@@ -140,10 +140,15 @@ static inline __m256i simd_bits_to_bytes(uint32_t bits)
 
 /* Sums of 4 adjacent products of unsigned u and signed s bytes, as 8 int32;
  * exact while the sum of each pair of products fits int16 (maddubs
- * saturates): true for u <= 128 against |s| <= 127. */
+ * saturates): true for u <= 128 against |s| <= 127. With AVX-VNNI one
+ * vpdpbusd gives the same lanes (and never saturates). */
 static inline __m256i simd_dot_u8i8(__m256i u, __m256i s)
 {
+#ifdef __AVXVNNI__
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
 }
 
 /* Signed x signed bytes, as above: |x| against y with x's sign moved onto y.
@@ -242,7 +247,7 @@ void quant_vec_dot_q4_K_avx2_rows(int64_t n, int nr, float *restrict s, const vo
                                   size_t stride, const void *restrict vy);
 void quant_vec_dot_q5_K_avx2_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,
                                   size_t stride, const void *restrict vy);
-/* The same two with AVX-VNNI (quant_kq_avxvnni.c). */
+/* The same two with AVX-VNNI (quant_avxvnni.c). */
 void quant_vec_dot_q4_K_avxvnni(int64_t n, float *restrict s, const void *restrict vx,
                                 const void *restrict vy);
 void quant_vec_dot_q5_K_avxvnni(int64_t n, float *restrict s, const void *restrict vx,
