@@ -25,78 +25,23 @@
  * 16002 (Q6_K) or 2 * 127 * 127 = 32258 (IQ4_XS, with |sc| <= 32); scaled by
  * |sc| <= 128 and summed over a super-block an int32 lane stays below 2^26.
  */
-#include "quant/quant_k4_avx2.h"
+#include "quant/quant_kq_avx2.h"
 
-/*
- * pshufb controls spreading int16 scales (8 per 128-bit lane): PICK(k)
- * makes every int16 a copy of element k (one 32-element sub-block per
- * register, quant_k4_avx2.h's table); PICK_PAIR(p) takes element 2p in the
- * low lane and 2p+1 in the high one (two 16-element sub-blocks).
- */
-static _Alignas(32) const uint8_t k_pick_pair[4][32] = {
-    {SIMD_PICK16(0), SIMD_PICK16(1)}, {SIMD_PICK16(2), SIMD_PICK16(3)},
-    {SIMD_PICK16(4), SIMD_PICK16(5)}, {SIMD_PICK16(6), SIMD_PICK16(7)},
-};
-#define PICK(k) _mm256_load_si256((const __m256i *)k4_pick[k])
-#define PICK_PAIR(p) _mm256_load_si256((const __m256i *)k_pick_pair[p])
+/* pshufb controls (quant_kq_avx2.h's tables): PICK(k) makes every int16 a
+ * copy of scale k (one 32-element sub-block per register); PICK_PAIR(p)
+ * takes scale 2p in the low lane and 2p+1 in the high one (two 16-element
+ * sub-blocks). */
+#define PICK(k) _mm256_load_si256((const __m256i *)kq_pick[k])
+#define PICK_PAIR(p) _mm256_load_si256((const __m256i *)kq_pick_pair[p])
 
-/* 8 int16 scales in both 128-bit lanes, from 8 int8 or uint8 values. */
-static inline __m256i scales16_i8(const int8_t *p)
-{
-    return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p)));
-}
-
-/* --- Q4_K and Q5_K: quant_k4_avx2.h ---------------------------------- */
+/* --- Q4_K and Q5_K: quant_kq_avx2.h ---------------------------------- */
 
 DEFINE_DOT_K4(quant_vec_dot_q4_K_avx2, block_q4_K, K4_NO_QH)
 DEFINE_DOT_K4(quant_vec_dot_q5_K_avx2, block_q5_K, K4_QH)
 
-/* --- Q6_K -------------------------------------------------------------- */
+/* --- Q6_K: quant_kq_avx2.h ------------------------------------------- */
 
-/*
- * Two halves of 128; in half h, with ql = ql + 64h and qh = qh + 32h, the
- * four groups of 32 are
- *   ql[0..31] & 15 | qh bits 0-1,  ql[32..63] & 15 | qh bits 2-3,
- *   ql[0..31] >> 4 | qh bits 4-5,  ql[32..63] >> 4 | qh bits 6-7,
- * each two 16-element sub-blocks with int8 scales 8h + 2g, 8h + 2g + 1.
- */
-void quant_vec_dot_q6_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
-                             const void *restrict vy)
-{
-    const block_q6_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        simd_prefetch(&x[i], sizeof x[i]);
-        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        /* 32 * sum sc * bsums, the offset of u = q + 32, taken off up front */
-        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, loadu256(y[i].bsums)), 5);
-        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), off);
-        for (int h = 0; h < 2; h++) {
-            const __m256i sc = scales16_i8(x[i].scales + 8 * h);
-            const __m256i l0 = loadu256(x[i].ql + 64 * h), l1 = loadu256(x[i].ql + 64 * h + 32);
-            const __m256i qh = loadu256(x[i].qh + 32 * h);
-            const int8_t *q8 = y[i].qs + 128 * h;
-            const __m256i lo0 = _mm256_and_si256(l0, low4), lo1 = _mm256_and_si256(l1, low4);
-            const __m256i hi0 = _mm256_and_si256(_mm256_srli_epi16(l0, 4), low4);
-            const __m256i hi1 = _mm256_and_si256(_mm256_srli_epi16(l1, 4), low4);
-            const __m256i u[4] = {
-                _mm256_or_si256(lo0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45)),
-                _mm256_or_si256(lo1, _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45)),
-                _mm256_or_si256(hi0, _mm256_and_si256(qh, bits45)),
-                _mm256_or_si256(hi1, _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45)),
-            };
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                const __m256i p = _mm256_maddubs_epi16(u[g], loadu256(q8 + 32 * g));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK_PAIR(g))));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = simd_hsum_f32x8(acc);
-}
+DEFINE_DOT_Q6K(quant_vec_dot_q6_K_avx2)
 
 /* --- Q3_K -------------------------------------------------------------- */
 

@@ -247,10 +247,12 @@ void quant_vec_dot_q4_K_avx2_rows(int64_t n, int nr, float *restrict s, const vo
                                   size_t stride, const void *restrict vy);
 void quant_vec_dot_q5_K_avx2_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,
                                   size_t stride, const void *restrict vy);
-/* The same two with AVX-VNNI (quant_avxvnni.c). */
+/* The AVX2 Q4_K, Q5_K (and Q6_K) kernels with AVX-VNNI (quant_avxvnni.c). */
 void quant_vec_dot_q4_K_avxvnni(int64_t n, float *restrict s, const void *restrict vx,
                                 const void *restrict vy);
 void quant_vec_dot_q5_K_avxvnni(int64_t n, float *restrict s, const void *restrict vx,
+                                const void *restrict vy);
+void quant_vec_dot_q6_K_avxvnni(int64_t n, float *restrict s, const void *restrict vx,
                                 const void *restrict vy);
 void quant_vec_dot_q4_K_avxvnni_rows(int64_t n, int nr, float *restrict s,
                                      const void *restrict vx, size_t stride,
