@@ -46,6 +46,7 @@
 #define STACK_ITEMS 16               /* matvec_multi items kept on the stack */
 #define MM_WARM_BYTES (8 * 1024)     /* prefetched at once where a chunk starts cold */
 #define MM_PREP_BYTES (36 * 1024)    /* a thread's prepared activation row (quant_act_prep) */
+#define MM_MULTI_ACTS 4              /* activations prepared together for dot_multi */
 
 /* A run of chunks [front, back): the owner takes from the front, thieves
  * from the back. Packed in one word (front low, back high) so one CAS
@@ -77,6 +78,7 @@ typedef struct mm_prepared {
     int64_t cols;
     quant_act_prep_fn prep;
     _Alignas(64) uint8_t buf[MM_PREP_BYTES];
+    _Alignas(64) uint8_t multi[MM_MULTI_ACTS * MM_PREP_BYTES]; /* mm_chunk_multi's */
 } mm_prepared;
 
 /* A job: the chunks of all its parts, numbered in order, split into
@@ -117,6 +119,27 @@ static const void *mm_prepared_act(const mm_part *p, mm_prepared *pr)
     return pr->buf;
 }
 
+/* Rows [r0, r1) of p against all its activations, MM_MULTI_ACTS at a time:
+ * prepared into pr->multi (`bytes` apart), then one dot_multi call over the
+ * rows. Returns
+ * false where p's kernel has no dot_multi (the caller goes row group by
+ * row group instead). */
+static bool mm_chunk_multi(const mm_part *p, int64_t r0, int64_t r1, mm_prepared *pr)
+{
+    const quant_act_prep *ap = &p->k->act_prep[p->wtype];
+    if (!ap->dot_multi || p->cols > ap->max_n || ap->bytes > MM_PREP_BYTES || ap->bytes % 64)
+        return false;
+    for (int64_t i0 = 0; i0 < p->m; i0 += MM_MULTI_ACTS) {
+        int na = p->m - i0 < MM_MULTI_ACTS ? (int)(p->m - i0) : MM_MULTI_ACTS;
+        for (int a = 0; a < na; a++) /* bytes apart, each 64-byte aligned */
+            ap->prep(p->cols, p->A + (size_t)(i0 + a) * p->a_row_bytes,
+                     pr->multi + (size_t)a * ap->bytes);
+        ap->dot_multi(p->cols, (int)(r1 - r0), na, &p->Y[i0 * p->rows + r0], (size_t)p->rows,
+                      p->W + (size_t)r0 * p->w_row_bytes, p->w_row_bytes, pr->multi);
+    }
+    return true;
+}
+
 static void mm_part_chunk(const mm_part *p, int64_t c, int cold, mm_prepared *pr)
 {
     int64_t r0 = c * p->chunk;
@@ -129,6 +152,8 @@ static void mm_part_chunk(const mm_part *p, int64_t c, int cold, mm_prepared *pr
         for (size_t o = 0; o < bytes; o += 64)
             __builtin_prefetch(w + o, 0, 3);
     }
+    if (p->m > 1 && mm_chunk_multi(p, r0, r1, pr))
+        return;
     const void *prepared = mm_prepared_act(p, pr);
     if (prepared) {
         p->k->act_prep[p->wtype].dot_rows(p->cols, (int)(r1 - r0), &p->Y[r0],

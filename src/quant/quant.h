@@ -96,9 +96,20 @@ typedef void (*quant_vec_dot_rows_fn)(int64_t n, int nr, float *restrict s, cons
  * are not prepared (use vec_dot_rows).
  */
 typedef void (*quant_act_prep_fn)(int64_t n, const void *restrict y, void *restrict buf);
+/*
+ * Several prepared activations at once (a batch's rows): yp holds na
+ * buffers prep wrote, `bytes` apart; s[a * s_stride + r] = dot(row r of x,
+ * activation a) for r < nr, a < na, each bit-identical to dot_rows' result
+ * for that activation. The kernel unpacks each weight block once for all
+ * of them.
+ */
+typedef void (*quant_dot_multi_fn)(int64_t n, int nr, int na, float *restrict s, size_t s_stride,
+                                   const void *restrict x, size_t row_stride,
+                                   const void *restrict yp);
 typedef struct quant_act_prep {
     quant_act_prep_fn prep;
     quant_vec_dot_rows_fn dot_rows; /* its y: a buffer prep wrote */
+    quant_dot_multi_fn dot_multi;   /* NULL: none */
     size_t bytes;
     int64_t max_n;
 } quant_act_prep;

@@ -204,27 +204,52 @@ static void k4_prepare(const block_q8_K *y, int64_t cnt, k4_yprep *yp)
     }
 }
 
+/* One super-block's weights as bytes: lo[k], hi[k] are register k's low and
+ * high nibbles (| their fifth bit where hb, [qh | qh] for Q5_K, is given). */
+SIMD_INLINE void k4_weights(const uint8_t *qs, const __m512i *hb, __m512i lo[2], __m512i hi[2])
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
+    for (int k = 0; k < 2; k++) {
+        const __m512i q = load512(qs + 64 * k);
+        lo[k] = _mm512_and_si512(q, low4);
+        hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+        if (hb) {
+            lo[k] = _mm512_mask_add_epi8(lo[k], bits_pair(*hb, 4 * k, 4 * k + 2), lo[k], sixteen);
+            hi[k] = _mm512_mask_add_epi8(hi[k], bits_pair(*hb, 4 * k + 1, 4 * k + 3), hi[k], sixteen);
+        }
+    }
+}
+
+/* sum_j sc_j * sum q * y of one super-block from its weight bytes; s0, s1:
+ * its scales picked for the two packed pairs (k4_scales). */
+SIMD_INLINE __m512i k4_dot(const __m512i lo[2], const __m512i hi[2], const __m512i *y, __m512i s0,
+                           __m512i s1)
+{
+    __m512i t[4];
+    for (int k = 0; k < 2; k++) {
+        t[2 * k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[k], y[2 * k]);
+        t[2 * k + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[k], y[2 * k + 1]);
+    }
+    __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(t[0], t[1]), s0);
+    return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t[2], t[3]), s1);
+}
+
+/* A super-block's scales (smk: its scales and mins in every lane) picked
+ * for k4_dot's two packed pairs. */
+SIMD_INLINE void k4_scales(__m512i smk, __m512i *s0, __m512i *s1)
+{
+    *s0 = _mm512_shuffle_epi8(smk, _mm512_load_si512(k_k4_sc[0]));
+    *s1 = _mm512_shuffle_epi8(smk, _mm512_load_si512(k_k4_sc[1]));
+}
+
 /* sum_j sc_j * sum q * y of one super-block; sm: its scales and mins in
  * every lane; hb: [qh | qh] (Q5_K) or NULL. */
 SIMD_INLINE __m512i k4_sumi(const uint8_t *qs, const __m512i *hb, const __m512i *y, __m512i sm)
 {
-    const __m512i low4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
-    __m512i t[4];
-    for (int k = 0; k < 2; k++) {
-        const __m512i q = load512(qs + 64 * k);
-        __m512i lo = _mm512_and_si512(q, low4);
-        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
-        if (hb) {
-            lo = _mm512_mask_add_epi8(lo, bits_pair(*hb, 4 * k, 4 * k + 2), lo, sixteen);
-            hi = _mm512_mask_add_epi8(hi, bits_pair(*hb, 4 * k + 1, 4 * k + 3), hi, sixteen);
-        }
-        t[2 * k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, y[2 * k]);
-        t[2 * k + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, y[2 * k + 1]);
-    }
-    const __m512i s0 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_sc[0]));
-    const __m512i s1 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_sc[1]));
-    __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(t[0], t[1]), s0);
-    return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t[2], t[3]), s1);
+    __m512i lo[2], hi[2], s0, s1;
+    k4_weights(qs, hb, lo, hi);
+    k4_scales(sm, &s0, &s1);
+    return k4_dot(lo, hi, y, s0, s1);
 }
 
 /* A row's running sums: acc over the scaled products, mins over the min
@@ -322,9 +347,95 @@ typedef struct k4_acc {
         name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                                   \
     }
 
+/*
+ * name##_multi: nr rows against na prepared activations (quant.h:
+ * quant_dot_multi_fn), four activations at a time. A super-block's weight
+ * bytes, scales and mins are unpacked once and used by all four; each
+ * activation keeps its own accumulators and gets exactly _span's float
+ * operations in _span's order, so every result is bit-identical to
+ * _rows_prep's for that activation (matmul's batched products; a prefill
+ * of 512 tokens spent most of its time unpacking the same weights again
+ * for every token).
+ */
+#define K4_MULTI_MAX 4
+#define DEFINE_K4_MULTI(name, xtype, HAS_QH)                                                           \
+    SIMD_INLINE void name##_span_na(const xtype *restrict x, int64_t nb,                               \
+                                    const k4_yprep *const *yp, k4_acc *a, const int NA)                \
+    {                                                                                                  \
+        const __m512i pick_d = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);     \
+        const __m512i pick_dmin = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);   \
+        for (int64_t g = 0; g < nb; g += 4) {                                                          \
+            const int n4 = nb - g < 4 ? (int)(nb - g) : 4;                                             \
+            _Pragma("GCC unroll 12") for (size_t o = 0; o < 4 * sizeof *x; o += 64)                   \
+                _mm_prefetch((const char *)&x[g] + SIMD_PREFETCH_BYTES + o, _MM_HINT_T0);              \
+            __m512i heads = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)&x[g]));           \
+            if (n4 > 1)                                                                                \
+                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 1]), 1);     \
+            if (n4 > 2)                                                                                \
+                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 2]), 2);     \
+            if (n4 > 3)                                                                                \
+                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 3]), 3);     \
+            const __m512i sm = k4_unpack(heads);                                                       \
+            const __m256 hd =                                                                          \
+                _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick_d, heads)));      \
+            const __m512i m16 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_mins));                \
+            __m512 dd[K4_MULTI_MAX];                                                                   \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                       \
+            {                                                                                          \
+                const __m512i bp = _mm512_load_si512(&yp[v]->bp[g]);                                   \
+                dd[v] = _mm512_castps256_ps512(_mm256_mul_ps(hd, _mm256_load_ps(yp[v]->d2[g])));       \
+                a[v].mins = _mm512_fmadd_ps(_mm512_permutexvar_ps(pick_dmin, dd[v]),                   \
+                                            _mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bp)), a[v].mins); \
+            }                                                                                          \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                                        \
+            {                                                                                          \
+                if (k >= n4)                                                                           \
+                    break;                                                                             \
+                __m512i hb, lo[2], hi[2], s0, s1;                                                      \
+                if (HAS_QH)                                                                            \
+                    hb = _mm512_broadcast_i64x4(load256(K4_QH(x, g + k)));                             \
+                k4_weights(x[g + k].qs, HAS_QH ? &hb : NULL, lo, hi);                                  \
+                k4_scales(lane_bcast(sm, k), &s0, &s1);                                                \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                   \
+                {                                                                                      \
+                    const __m512i sumi = k4_dot(lo, hi, yp[v]->q[g + k], s0, s1);                      \
+                    const __m512 dk = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * k), dd[v]);          \
+                    a[v].acc = _mm512_fmadd_ps(dk, _mm512_cvtepi32_ps(sumi), a[v].acc);                \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,           \
+                             const void *restrict vx, size_t stride, const void *restrict vyp)         \
+    {                                                                                                  \
+        const int64_t nb = n / QK_K;                                                                   \
+        for (int r = 0; r < nr; r++) {                                                                 \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
+            for (int v0 = 0; v0 < na; v0 += K4_MULTI_MAX) {                                            \
+                const int nv = na - v0 < K4_MULTI_MAX ? na - v0 : K4_MULTI_MAX;                        \
+                const k4_yprep *yp[K4_MULTI_MAX];                                                      \
+                k4_acc a[K4_MULTI_MAX];                                                                \
+                for (int v = 0; v < nv; v++) {                                                         \
+                    yp[v] = (const k4_yprep *)vyp + v0 + v;                                            \
+                    a[v] = (k4_acc){_mm512_setzero_ps(), _mm512_setzero_ps()};                         \
+                }                                                                                      \
+                switch (nv) { /* a constant NA per case, for registers */                              \
+                case 1: name##_span_na(x, nb, yp, a, 1); break;                                        \
+                case 2: name##_span_na(x, nb, yp, a, 2); break;                                        \
+                case 3: name##_span_na(x, nb, yp, a, 3); break;                                        \
+                default: name##_span_na(x, nb, yp, a, 4); break;                                       \
+                }                                                                                      \
+                for (int v = 0; v < nv; v++)                                                           \
+                    s[(size_t)(v0 + v) * s_stride + r] = hsum16(_mm512_sub_ps(a[v].acc, a[v].mins));   \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
 #define K4_QH(x, i) ((const block_q5_K *)(x))[i].qh
 DEFINE_K4_SPAN(quant_vec_dot_q4_K_avx512, block_q4_K, 0)
 DEFINE_K4_SPAN(quant_vec_dot_q5_K_avx512, block_q5_K, 1)
+DEFINE_K4_MULTI(quant_vec_dot_q4_K_avx512, block_q4_K, 0)
+DEFINE_K4_MULTI(quant_vec_dot_q5_K_avx512, block_q5_K, 1)
 #undef K4_QH
 
 /* The prepared form of a row's activations (quant.h: quant_act_prep): the
@@ -339,9 +450,11 @@ static void k4_act_prep(int64_t n, const void *restrict y, void *restrict buf)
 void quant_kq_avx512_act_preps(quant_kernels *k)
 {
     k->act_prep[QT_Q4_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q4_K_avx512_rows_prep,
-                                            sizeof(k4_yprep), (int64_t)K4_PREP_MAX * QK_K};
+                                            quant_vec_dot_q4_K_avx512_multi, sizeof(k4_yprep),
+                                            (int64_t)K4_PREP_MAX * QK_K};
     k->act_prep[QT_Q5_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q5_K_avx512_rows_prep,
-                                            sizeof(k4_yprep), (int64_t)K4_PREP_MAX * QK_K};
+                                            quant_vec_dot_q5_K_avx512_multi, sizeof(k4_yprep),
+                                            (int64_t)K4_PREP_MAX * QK_K};
 }
 
 /* --- Q6_K -------------------------------------------------------------- */
