@@ -25,7 +25,10 @@
  * Prepared activations. A kernel that rearranges its activation row before
  * use (quant_act_prep) would do so once per chunk; each task instead keeps
  * the prepared row of the last activation it met (mm_prepared) and rebuilds
- * it only when a chunk of another activation comes up.
+ * it only when a chunk of another activation comes up. A batch (m > 1)
+ * whose kernel has dot_multi goes through each chunk MM_MULTI_ACTS
+ * activations at a time, prepared together, so every weight block is
+ * unpacked once per four activations instead of once per activation.
  */
 #include "quant/matmul.h"
 
