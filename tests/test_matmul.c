@@ -152,16 +152,17 @@ TEST(matmul_matches_reference_all_types)
  * many chunks, several activation blocks and a heap activation buffer. */
 TEST(matmul_equals_kernel_dot_and_matvec)
 {
-    /* Q4_K and Q5_K batches go MM_MULTI_ACTS (4) activations to a dot_multi
-     * call: 301, 6 and 7 rows leave groups of 1, 2 and 3 */
-    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_F16, QT_Q4_1, QT_Q5_K, QT_Q4_K};
+    /* Q4_K, Q5_K and Q6_K batches go MM_MULTI_ACTS (4) activations to a
+     * dot_multi call: 301, 6, 7 and 5 rows leave groups of 1, 2, 3 and 1 */
+    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_F16, QT_Q4_1,
+                                       QT_Q5_K, QT_Q4_K, QT_Q6_K};
     sw_pool *pool = NULL;
     CHECK_EQ(sw_pool_create(3, &pool, NULL), 0);
     const quant_kernels *k = quant_kernels_get();
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         quant_type t = types[ti];
         const quant_traits *tr = quant_traits_of(t);
-        int64_t rows = 1003, cols = 512, m = ti == 0 ? 301 : ti == 4 ? 6 : 7;
+        int64_t rows = 1003, cols = 512, m = ti == 0 ? 301 : ti == 4 ? 6 : ti == 6 ? 5 : 7;
         void *W = make_weights(t, rows, cols, 5 + ti);
         float *X = make_floats(m * cols, 9 + ti);
         float *Y = malloc(sizeof(float) * (size_t)(m * rows));

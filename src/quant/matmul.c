@@ -123,22 +123,28 @@ static const void *mm_prepared_act(const mm_part *p, mm_prepared *pr)
 }
 
 /* Rows [r0, r1) of p against all its activations, MM_MULTI_ACTS at a time:
- * prepared into pr->multi (`bytes` apart), then one dot_multi call over the
- * rows. Returns
+ * prepared into pr->multi (`bytes` apart) where the kernel prepares them,
+ * then one dot_multi call over the rows. Returns
  * false where p's kernel has no dot_multi (the caller goes row group by
  * row group instead). */
 static bool mm_chunk_multi(const mm_part *p, int64_t r0, int64_t r1, mm_prepared *pr)
 {
     const quant_act_prep *ap = &p->k->act_prep[p->wtype];
-    if (!ap->dot_multi || p->cols > ap->max_n || ap->bytes > MM_PREP_BYTES || ap->bytes % 64)
+    if (!ap->dot_multi ||
+        (ap->prep && (p->cols > ap->max_n || ap->bytes > MM_PREP_BYTES || ap->bytes % 64)))
         return false;
     for (int64_t i0 = 0; i0 < p->m; i0 += MM_MULTI_ACTS) {
         int na = p->m - i0 < MM_MULTI_ACTS ? (int)(p->m - i0) : MM_MULTI_ACTS;
-        for (int a = 0; a < na; a++) /* bytes apart, each 64-byte aligned */
-            ap->prep(p->cols, p->A + (size_t)(i0 + a) * p->a_row_bytes,
-                     pr->multi + (size_t)a * ap->bytes);
+        const uint8_t *acts = p->A + (size_t)i0 * p->a_row_bytes;
+        size_t stride = p->a_row_bytes;
+        if (ap->prep) { /* bytes apart, each 64-byte aligned */
+            for (int a = 0; a < na; a++)
+                ap->prep(p->cols, acts + (size_t)a * stride, pr->multi + (size_t)a * ap->bytes);
+            acts = pr->multi;
+            stride = ap->bytes;
+        }
         ap->dot_multi(p->cols, (int)(r1 - r0), na, &p->Y[i0 * p->rows + r0], (size_t)p->rows,
-                      p->W + (size_t)r0 * p->w_row_bytes, p->w_row_bytes, pr->multi);
+                      p->W + (size_t)r0 * p->w_row_bytes, p->w_row_bytes, acts, stride);
     }
     return true;
 }

@@ -252,7 +252,8 @@ static void kernels_install(quant_kernels *k, void (*install)(quant_kernels *))
             continue;
         if (k->vec_dot_rows[t] == before.vec_dot_rows[t])
             k->vec_dot_rows[t] = NULL;
-        if (k->act_prep[t].dot_rows == before.act_prep[t].dot_rows)
+        if (k->act_prep[t].dot_rows == before.act_prep[t].dot_rows &&
+            k->act_prep[t].dot_multi == before.act_prep[t].dot_multi)
             k->act_prep[t] = (quant_act_prep){0};
     }
 }

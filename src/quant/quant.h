@@ -92,20 +92,21 @@ typedef void (*quant_vec_dot_rows_fn)(int64_t n, int nr, float *restrict s, cons
  * writes the prepared form of y (n elements of the weight type's
  * vec_dot_type) into buf (64-byte aligned, `bytes` long), and dot_rows
  * reads buf where vec_dot_rows reads y, with the same results bit for bit.
- * prep NULL: the kernel has no such step; rows longer than max_n elements
- * are not prepared (use vec_dot_rows).
+ * prep NULL: the kernel has no such step (it may still have dot_multi);
+ * rows longer than max_n elements are not prepared (use vec_dot_rows).
  */
 typedef void (*quant_act_prep_fn)(int64_t n, const void *restrict y, void *restrict buf);
 /*
- * Several prepared activations at once (a batch's rows): yp holds na
- * buffers prep wrote, `bytes` apart; s[a * s_stride + r] = dot(row r of x,
- * activation a) for r < nr, a < na, each bit-identical to dot_rows' result
- * for that activation. The kernel unpacks each weight block once for all
- * of them.
+ * Several activations at once (a batch's rows): yp holds na activations,
+ * yp_stride bytes apart, each a buffer prep wrote (or, where prep is NULL,
+ * a plain row of the vec_dot_type); s[a * s_stride + r] = dot(row r of x,
+ * activation a) for r < nr, a < na, each bit-identical to the table's
+ * vec_dot for that row and activation. The kernel unpacks each weight
+ * block once for all of them.
  */
 typedef void (*quant_dot_multi_fn)(int64_t n, int nr, int na, float *restrict s, size_t s_stride,
                                    const void *restrict x, size_t row_stride,
-                                   const void *restrict yp);
+                                   const void *restrict yp, size_t yp_stride);
 typedef struct quant_act_prep {
     quant_act_prep_fn prep;
     quant_vec_dot_rows_fn dot_rows; /* its y: a buffer prep wrote */

@@ -406,7 +406,8 @@ typedef struct k4_acc {
         }                                                                                              \
     }                                                                                                  \
     static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,           \
-                             const void *restrict vx, size_t stride, const void *restrict vyp)         \
+                             const void *restrict vx, size_t stride, const void *restrict vyp,         \
+                             size_t yp_stride)                                                         \
     {                                                                                                  \
         const int64_t nb = n / QK_K;                                                                   \
         for (int r = 0; r < nr; r++) {                                                                 \
@@ -416,7 +417,7 @@ typedef struct k4_acc {
                 const k4_yprep *yp[K4_MULTI_MAX];                                                      \
                 k4_acc a[K4_MULTI_MAX];                                                                \
                 for (int v = 0; v < nv; v++) {                                                         \
-                    yp[v] = (const k4_yprep *)vyp + v0 + v;                                            \
+                    yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);       \
                     a[v] = (k4_acc){_mm512_setzero_ps(), _mm512_setzero_ps()};                         \
                 }                                                                                      \
                 switch (nv) { /* a constant NA per case, for registers */                              \
@@ -447,15 +448,6 @@ static void k4_act_prep(int64_t n, const void *restrict y, void *restrict buf)
     k4_prepare(y, n / QK_K, buf);
 }
 
-void quant_kq_avx512_act_preps(quant_kernels *k)
-{
-    k->act_prep[QT_Q4_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q4_K_avx512_rows_prep,
-                                            quant_vec_dot_q4_K_avx512_multi, sizeof(k4_yprep),
-                                            (int64_t)K4_PREP_MAX * QK_K};
-    k->act_prep[QT_Q5_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q5_K_avx512_rows_prep,
-                                            quant_vec_dot_q5_K_avx512_multi, sizeof(k4_yprep),
-                                            (int64_t)K4_PREP_MAX * QK_K};
-}
 
 /* --- Q6_K -------------------------------------------------------------- */
 
@@ -509,6 +501,75 @@ SIMD_INLINE void quant_vec_dot_q6_K_avx512_nr(int64_t n, const int NR, float *re
     hsum16_rows(NR, s, acc);
 }
 DEFINE_ROWS_ENTRIES(quant_vec_dot_q6_K_avx512, block_q6_K, 0)
+
+/*
+ * Q6_K's dot_multi (quant.h): up to four activations, plain Q8_K rows, against
+ * a row; each half's weight bytes and scale picks are built once for all of
+ * them, and each activation gets exactly _nr's operations, so the bits
+ * are vec_dot's.
+ */
+#define Q6_MULTI_MAX 4
+SIMD_INLINE void q6k_row_multi(int64_t nb, const block_q6_K *restrict x, const uint8_t *restrict vy,
+                               size_t y_stride, __m512 *acc, const int NA)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
+    for (int64_t i = 0; i < nb; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
+        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        __m512i u0[2], u1[2], slo[2], shi[2];
+        for (int h = 0; h < 2; h++) {
+            const __m128i half = h ? _mm256_extracti128_si256(sc_all, 1) : _mm256_castsi256_si128(sc_all);
+            const __m512i sc = scales16_x4(half);
+            const __m512i l = load512(x[i].ql + 64 * h);
+            const __m512i hh = pair_shifted(load256(x[i].qh + 32 * h), 2);
+            const __m512i lo = _mm512_and_si512(l, low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), low4);
+            u0[h] = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(hh, 4), bits45, 0xF8);
+            u1[h] = _mm512_ternarylogic_epi32(hi, hh, bits45, 0xF8);
+            slo[h] = _mm512_shuffle_epi8(sc, pick_lo);
+            shi[h] = _mm512_shuffle_epi8(sc, pick_hi);
+        }
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++) {
+            const block_q8_K *y = (const block_q8_K *)(vy + (size_t)v * y_stride) + i;
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, load256(y->bsums)), 5);
+            __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
+            for (int h = 0; h < 2; h++) {
+                const __m512i p0 = _mm512_maddubs_epi16(u0[h], load512(y->qs + 128 * h));
+                const __m512i p1 = _mm512_maddubs_epi16(u1[h], load512(y->qs + 128 * h + 64));
+                sumi = _mm512_dpwssd_epi32(sumi, p0, slo[h]);
+                sumi = _mm512_dpwssd_epi32(sumi, p1, shi[h]);
+            }
+            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y->d * dx), _mm512_cvtepi32_ps(sumi), acc[v]);
+        }
+    }
+}
+
+static void quant_vec_dot_q6_K_avx512_multi(int64_t n, int nr, int na, float *restrict s,
+                                            size_t s_stride, const void *restrict vx, size_t stride,
+                                            const void *restrict vy, size_t y_stride)
+{
+    for (int r = 0; r < nr; r++) {
+        const block_q6_K *x = (const block_q6_K *)((const uint8_t *)vx + (size_t)r * stride);
+        for (int v0 = 0; v0 < na; v0 += Q6_MULTI_MAX) {
+            const int nv = na - v0 < Q6_MULTI_MAX ? na - v0 : Q6_MULTI_MAX;
+            const uint8_t *y = (const uint8_t *)vy + (size_t)v0 * y_stride;
+            __m512 acc[Q6_MULTI_MAX];
+            for (int v = 0; v < nv; v++)
+                acc[v] = _mm512_setzero_ps();
+            switch (nv) { /* a constant NA per case, for registers */
+            case 1: q6k_row_multi(n / QK_K, x, y, y_stride, acc, 1); break;
+            case 2: q6k_row_multi(n / QK_K, x, y, y_stride, acc, 2); break;
+            case 3: q6k_row_multi(n / QK_K, x, y, y_stride, acc, 3); break;
+            default: q6k_row_multi(n / QK_K, x, y, y_stride, acc, 4); break;
+            }
+            for (int v = 0; v < nv; v++)
+                s[(size_t)(v0 + v) * s_stride + r] = hsum16(acc[v]);
+        }
+    }
+}
 
 /* --- Q3_K and Q2_K ----------------------------------------------------- */
 
@@ -631,4 +692,18 @@ void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restr
         acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * simd_f16(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
     }
     *s = _mm512_reduce_add_ps(acc);
+}
+
+/* --- prepared and batched activations (quant.h: quant_act_prep) --------- */
+
+void quant_kq_avx512_act_preps(quant_kernels *k)
+{
+    k->act_prep[QT_Q4_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q4_K_avx512_rows_prep,
+                                            quant_vec_dot_q4_K_avx512_multi, sizeof(k4_yprep),
+                                            (int64_t)K4_PREP_MAX * QK_K};
+    k->act_prep[QT_Q5_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q5_K_avx512_rows_prep,
+                                            quant_vec_dot_q5_K_avx512_multi, sizeof(k4_yprep),
+                                            (int64_t)K4_PREP_MAX * QK_K};
+    /* Q6_K prepares nothing: its dot_multi reads the Q8_K rows */
+    k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx512_multi, 0, 0};
 }
