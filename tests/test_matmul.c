@@ -152,17 +152,20 @@ TEST(matmul_matches_reference_all_types)
  * many chunks, several activation blocks and a heap activation buffer. */
 TEST(matmul_equals_kernel_dot_and_matvec)
 {
-    /* Q4_K, Q5_K and Q6_K batches go MM_MULTI_ACTS (4) activations to a
-     * dot_multi call: 301, 6, 7 and 5 rows leave groups of 1, 2, 3 and 1 */
-    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_F16, QT_Q4_1,
-                                       QT_Q5_K, QT_Q4_K, QT_Q6_K};
+    /* Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q5_0 and IQ4_NL batches go MM_MULTI_ACTS
+     * (4) activations to a dot_multi call: 301, 6, 7 and 5 rows leave groups
+     * of 1, 2, 3 and 1; 512 columns are 16 Q8_0 blocks, 15 * 32 = 480 leave
+     * a tail of 3 */
+    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_F16, QT_Q4_1, QT_Q5_K,
+                                       QT_Q4_K, QT_Q6_K, QT_Q4_0, QT_Q5_0, QT_IQ4_NL};
     sw_pool *pool = NULL;
     CHECK_EQ(sw_pool_create(3, &pool, NULL), 0);
     const quant_kernels *k = quant_kernels_get();
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         quant_type t = types[ti];
         const quant_traits *tr = quant_traits_of(t);
-        int64_t rows = 1003, cols = 512, m = ti == 0 ? 301 : ti == 4 ? 6 : ti == 6 ? 5 : 7;
+        int64_t rows = 1003, cols = ti >= 7 ? 480 : 512;
+        int64_t m = ti == 0 ? 301 : ti == 4 || ti == 8 ? 6 : ti == 6 || ti == 7 ? 5 : 7;
         void *W = make_weights(t, rows, cols, 5 + ti);
         float *X = make_floats(m * cols, 9 + ti);
         float *Y = malloc(sizeof(float) * (size_t)(m * rows));

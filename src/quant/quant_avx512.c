@@ -133,32 +133,45 @@ static inline __m512i lut_biased(const int8_t table[16], int bias)
  * Integer sums of blocks x[0], x[1] against y[0], y[1] (lanes 0..7 and
  * 8..15); lut is the type's biased value table where it has one.
  */
-static inline __m512i dot2_q4_0(const block_q4_0 *x, const block_q8_0 *y, __m512i lut)
+/* The unsigned bytes u of blocks x[0], x[1] (the types against Q8_0 whose
+ * only scale is d); dot2 of each is dot_offset(u, y, its offset). */
+static inline __m512i u2_q4_0(const block_q4_0 *x, __m512i lut)
 {
     (void)lut;
-    return dot_offset(nibbles_pair(x[0].qs, x[1].qs), bytes_pair(y[0].qs, y[1].qs), 8);
+    return nibbles_pair(x[0].qs, x[1].qs);
 }
 
-static inline __m512i dot2_q5_0(const block_q5_0 *x, const block_q8_0 *y, __m512i lut)
+static inline __m512i u2_q5_0(const block_q5_0 *x, __m512i lut)
 {
     (void)lut;
-    __m512i u = nibbles_pair(x[0].qs, x[1].qs);
-    u = _mm512_mask_add_epi8(u, high_bits_pair(x[0].qh, x[1].qh), u, _mm512_set1_epi8(16));
-    return dot_offset(u, bytes_pair(y[0].qs, y[1].qs), 16);
+    const __m512i u = nibbles_pair(x[0].qs, x[1].qs);
+    return _mm512_mask_add_epi8(u, high_bits_pair(x[0].qh, x[1].qh), u, _mm512_set1_epi8(16));
 }
 
-static inline __m512i dot2_q8_0(const block_q8_0 *x, const block_q8_0 *y, __m512i lut)
+static inline __m512i u2_q8_0(const block_q8_0 *x, __m512i lut)
 {
     (void)lut;
-    const __m512i u = _mm512_xor_si512(bytes_pair(x[0].qs, x[1].qs), _mm512_set1_epi8((char)0x80));
-    return dot_offset(u, bytes_pair(y[0].qs, y[1].qs), 128);
+    return _mm512_xor_si512(bytes_pair(x[0].qs, x[1].qs), _mm512_set1_epi8((char)0x80));
 }
 
-static inline __m512i dot2_iq4_nl(const block_iq4_nl *x, const block_q8_0 *y, __m512i lut)
+static inline __m512i u2_iq4_nl(const block_iq4_nl *x, __m512i lut)
 {
-    const __m512i u = _mm512_shuffle_epi8(lut, nibbles_pair(x[0].qs, x[1].qs));
-    return dot_offset(u, bytes_pair(y[0].qs, y[1].qs), 128);
+    return _mm512_shuffle_epi8(lut, nibbles_pair(x[0].qs, x[1].qs));
 }
+
+#define OFF_q4_0 8
+#define OFF_q5_0 16
+#define OFF_q8_0 128
+#define OFF_iq4_nl 128
+#define DEFINE_DOT2_D(t, xtype)                                                               \
+    static inline __m512i dot2_##t(const xtype *x, const block_q8_0 *y, __m512i lut)          \
+    {                                                                                         \
+        return dot_offset(u2_##t(x, lut), bytes_pair(y[0].qs, y[1].qs), OFF_##t);             \
+    }
+DEFINE_DOT2_D(q4_0, block_q4_0)
+DEFINE_DOT2_D(q5_0, block_q5_0)
+DEFINE_DOT2_D(q8_0, block_q8_0)
+DEFINE_DOT2_D(iq4_nl, block_iq4_nl)
 
 static inline __m512i dot2_mxfp4(const block_mxfp4 *x, const block_q8_0 *y, __m512i lut)
 {
@@ -298,6 +311,86 @@ DEFINE_DOT32(vec_dot_q5_1, block_q5_1, block_q8_1, dot2_q5_1, _mm512_setzero_si5
 DEFINE_DOT32(vec_dot_q8_0, block_q8_0, block_q8_0, dot2_q8_0, _mm512_setzero_si512(), SCALES_D, 0)
 DEFINE_DOT32(vec_dot_iq4_nl, block_iq4_nl, block_q8_0, dot2_iq4_nl, lut_biased(kvalues_iq4nl, 128),
              SCALES_D, 0)
+
+/*
+ * dot_multi (quant.h) for the types against Q8_0 whose only scale is d: up
+ * to four Q8_0 rows against a weight row. A group's weight bytes (u2) and
+ * scales are taken once for all four; each activation gets exactly
+ * DEFINE_DOT32's operations for SCALES_D and dot2 (the same products, the
+ * same FMAs into its own a0, a1, the same tail and final sum), so the bits
+ * are vec_dot's.
+ */
+#define DOT32_MULTI_MAX 4
+#define DEFINE_DOT32_MULTI(t, xtype, LUT)                                                     \
+    SIMD_INLINE void t##_group_na(const xtype *xg, const uint8_t *yb, size_t ys, int64_t i,   \
+                                  __m512 *a0, __m512 *a1, const int NA)                       \
+    {                                                                                         \
+        const __m512i lut = LUT;                                                              \
+        const __m512i pair01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1); \
+        const __m512i pair23 = _mm512_add_epi32(pair01, _mm512_set1_epi32(2));                \
+        const __m256 xh = group_halves(xg, (int)sizeof *xg, GROUP_INDEX((int)sizeof *xg, 0, 0)); \
+        const __m512i u01 = u2_##t(xg, lut), u23 = u2_##t(xg + 2, lut);                        \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                  \
+        {                                                                                     \
+            const block_q8_0 *yg = (const block_q8_0 *)(yb + (size_t)v * ys) + i;             \
+            const __m256 f = _mm256_mul_ps(                                                   \
+                xh, group_halves(yg, (int)sizeof *yg, GROUP_INDEX((int)sizeof *yg, 0, 0)));   \
+            const __m512 fz = _mm512_castps256_ps512(f);                                      \
+            const __m512i t01 = dot_offset(u01, bytes_pair(yg[0].qs, yg[1].qs), OFF_##t);     \
+            const __m512i t23 = dot_offset(u23, bytes_pair(yg[2].qs, yg[3].qs), OFF_##t);     \
+            a0[v] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pair01, fz), _mm512_cvtepi32_ps(t01), a0[v]); \
+            a1[v] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pair23, fz), _mm512_cvtepi32_ps(t23), a1[v]); \
+        }                                                                                     \
+    }                                                                                         \
+    SIMD_INLINE void t##_row_na(const xtype *x, int64_t nb, const uint8_t *yb, size_t ys,     \
+                                __m512 *a0, __m512 *a1, const int NA)                         \
+    {                                                                                         \
+        int64_t i = 0;                                                                        \
+        for (; i + 4 <= nb; i += 4) {                                                         \
+            simd_prefetch(x + i, 4 * sizeof *x);                                              \
+            t##_group_na(x + i, yb, ys, i, a0, a1, NA);                                       \
+        }                                                                                     \
+        if (i < nb) { /* the tail as a zero-padded group, per activation too */              \
+            xtype xt[4];                                                                      \
+            block_q8_0 yt[DOT32_MULTI_MAX][4];                                                \
+            memset(xt, 0, sizeof xt);                                                         \
+            memset(yt, 0, sizeof yt);                                                         \
+            memcpy(xt, x + i, (size_t)(nb - i) * sizeof *x);                                  \
+            for (int v = 0; v < NA; v++)                                                      \
+                memcpy(yt[v], (const block_q8_0 *)(yb + (size_t)v * ys) + i,                  \
+                       (size_t)(nb - i) * sizeof(block_q8_0));                                \
+            t##_group_na(xt, (const uint8_t *)yt, sizeof yt[0], 0, a0, a1, NA);               \
+        }                                                                                     \
+    }                                                                                         \
+    static void vec_dot_##t##_multi(int64_t n, int nr, int na, float *restrict s,             \
+                                    size_t s_stride, const void *restrict vx, size_t stride,  \
+                                    const void *restrict vy, size_t y_stride)                 \
+    {                                                                                         \
+        for (int r = 0; r < nr; r++) {                                                        \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);       \
+            for (int v0 = 0; v0 < na; v0 += DOT32_MULTI_MAX) {                                \
+                const int nv = na - v0 < DOT32_MULTI_MAX ? na - v0 : DOT32_MULTI_MAX;         \
+                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;              \
+                __m512 a0[DOT32_MULTI_MAX], a1[DOT32_MULTI_MAX];                              \
+                for (int v = 0; v < nv; v++)                                                  \
+                    a0[v] = a1[v] = _mm512_setzero_ps();                                      \
+                switch (nv) { /* a constant NA per case, for registers */                     \
+                case 1: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 1); break;                \
+                case 2: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 2); break;                \
+                case 3: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 3); break;                \
+                default: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 4); break;               \
+                }                                                                             \
+                for (int v = 0; v < nv; v++) /* + 0.0f: DEFINE_DOT32's ms, to the bit */      \
+                    s[(size_t)(v0 + v) * s_stride + r] =                                      \
+                        _mm512_reduce_add_ps(_mm512_add_ps(a0[v], a1[v])) + 0.0f;             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+DEFINE_DOT32_MULTI(q4_0, block_q4_0, _mm512_setzero_si512())
+DEFINE_DOT32_MULTI(q5_0, block_q5_0, _mm512_setzero_si512())
+DEFINE_DOT32_MULTI(q8_0, block_q8_0, _mm512_setzero_si512())
+DEFINE_DOT32_MULTI(iq4_nl, block_iq4_nl, lut_biased(kvalues_iq4nl, 128))
 DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, dot2_mxfp4, lut_biased(kvalues_mxfp4, 12),
              SCALES_MXFP4, 0)
 
@@ -324,5 +417,10 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot_rows[QT_Q4_K] = quant_vec_dot_q4_K_avx512_rows;
     k->vec_dot_rows[QT_Q5_K] = quant_vec_dot_q5_K_avx512_rows;
     k->vec_dot_rows[QT_Q6_K] = quant_vec_dot_q6_K_avx512_rows;
+    /* batches: plain Q8_0 rows, nothing to prepare */
+    k->act_prep[QT_Q4_0] = (quant_act_prep){NULL, NULL, vec_dot_q4_0_multi, 0, 0};
+    k->act_prep[QT_Q5_0] = (quant_act_prep){NULL, NULL, vec_dot_q5_0_multi, 0, 0};
+    k->act_prep[QT_Q8_0] = (quant_act_prep){NULL, NULL, vec_dot_q8_0_multi, 0, 0};
+    k->act_prep[QT_IQ4_NL] = (quant_act_prep){NULL, NULL, vec_dot_iq4_nl_multi, 0, 0};
     quant_kq_avx512_act_preps(k);
 }
