@@ -31,6 +31,10 @@
  * Q5_1, m * s in the upper lanes), and a vpermps per pair spreads them over
  * the pair's 16 int32 lanes for the FMA. This raised Q4_1 from 23 to 35
  * GB/s in L2. A tail of 1..3 blocks is run as a zero-padded group.
+ *
+ * Batches (quant.h: dot_multi) of the types whose only scale is d: a
+ * group's u bytes and x scales are taken once for up to four Q8_0 rows,
+ * each of which then gets exactly the single-row operations.
  */
 #include "quant/quant_simd.h"
 
