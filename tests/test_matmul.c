@@ -152,12 +152,11 @@ TEST(matmul_matches_reference_all_types)
  * many chunks, several activation blocks and a heap activation buffer. */
 TEST(matmul_equals_kernel_dot_and_matvec)
 {
-    /* Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q5_0 and IQ4_NL batches go MM_MULTI_ACTS
-     * (4) activations to a dot_multi call: 301, 6, 7 and 5 rows leave groups
-     * of 1, 2, 3 and 1; 512 columns are 16 Q8_0 blocks, 15 * 32 = 480 leave
-     * a tail of 3 */
-    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_F16, QT_Q4_1, QT_Q5_K,
-                                       QT_Q4_K, QT_Q6_K, QT_Q4_0, QT_Q5_0, QT_IQ4_NL};
+    /* Batches of the quantized types go MM_MULTI_ACTS (4) activations to a
+     * dot_multi call: 301, 6, 7 and 5 rows leave groups of 1, 2, 3 and 1;
+     * 512 columns are 16 blocks of 32, 15 * 32 = 480 leave a tail of 3 */
+    static const quant_type types[] = {QT_Q4_K, QT_Q8_0, QT_F16, QT_Q4_1, QT_Q5_K, QT_Q4_K,
+                                       QT_Q6_K, QT_Q4_0, QT_Q5_0, QT_IQ4_NL, QT_Q5_1, QT_MXFP4};
     sw_pool *pool = NULL;
     CHECK_EQ(sw_pool_create(3, &pool, NULL), 0);
     const quant_kernels *k = quant_kernels_get();

@@ -32,9 +32,9 @@
  * the pair's 16 int32 lanes for the FMA. This raised Q4_1 from 23 to 35
  * GB/s in L2. A tail of 1..3 blocks is run as a zero-padded group.
  *
- * Batches (quant.h: dot_multi) of the types whose only scale is d: a
- * group's u bytes and x scales are taken once for up to four Q8_0 rows,
- * each of which then gets exactly the single-row operations.
+ * Batches (quant.h: dot_multi): a group's u bytes and x's part of its
+ * scales are taken once for up to four activation rows, each of which
+ * then gets exactly the single-row operations.
  */
 #include "quant/quant_simd.h"
 
@@ -167,35 +167,40 @@ static inline __m512i u2_iq4_nl(const block_iq4_nl *x, __m512i lut)
 #define OFF_q5_0 16
 #define OFF_q8_0 128
 #define OFF_iq4_nl 128
-#define DEFINE_DOT2_D(t, xtype)                                                               \
-    static inline __m512i dot2_##t(const xtype *x, const block_q8_0 *y, __m512i lut)          \
+
+static inline __m512i u2_mxfp4(const block_mxfp4 *x, __m512i lut)
+{
+    return _mm512_shuffle_epi8(lut, nibbles_pair(x[0].qs, x[1].qs));
+}
+
+static inline __m512i u2_q4_1(const block_q4_1 *x, __m512i lut)
+{
+    (void)lut;
+    return nibbles_pair(x[0].qs, x[1].qs);
+}
+
+static inline __m512i u2_q5_1(const block_q5_1 *x, __m512i lut)
+{
+    (void)lut;
+    const __m512i u = nibbles_pair(x[0].qs, x[1].qs);
+    return _mm512_mask_add_epi8(u, high_bits_pair(x[0].qh, x[1].qh), u, _mm512_set1_epi8(16));
+}
+
+#define OFF_mxfp4 12
+#define OFF_q4_1 0
+#define OFF_q5_1 0
+#define DEFINE_DOT2_Y(t, xtype, ytype)                                                        \
+    static inline __m512i dot2_##t(const xtype *x, const ytype *y, __m512i lut)               \
     {                                                                                         \
         return dot_offset(u2_##t(x, lut), bytes_pair(y[0].qs, y[1].qs), OFF_##t);             \
     }
-DEFINE_DOT2_D(q4_0, block_q4_0)
-DEFINE_DOT2_D(q5_0, block_q5_0)
-DEFINE_DOT2_D(q8_0, block_q8_0)
-DEFINE_DOT2_D(iq4_nl, block_iq4_nl)
-
-static inline __m512i dot2_mxfp4(const block_mxfp4 *x, const block_q8_0 *y, __m512i lut)
-{
-    const __m512i u = _mm512_shuffle_epi8(lut, nibbles_pair(x[0].qs, x[1].qs));
-    return dot_offset(u, bytes_pair(y[0].qs, y[1].qs), 12);
-}
-
-static inline __m512i dot2_q4_1(const block_q4_1 *x, const block_q8_1 *y, __m512i lut)
-{
-    (void)lut;
-    return dot_offset(nibbles_pair(x[0].qs, x[1].qs), bytes_pair(y[0].qs, y[1].qs), 0);
-}
-
-static inline __m512i dot2_q5_1(const block_q5_1 *x, const block_q8_1 *y, __m512i lut)
-{
-    (void)lut;
-    __m512i u = nibbles_pair(x[0].qs, x[1].qs);
-    u = _mm512_mask_add_epi8(u, high_bits_pair(x[0].qh, x[1].qh), u, _mm512_set1_epi8(16));
-    return dot_offset(u, bytes_pair(y[0].qs, y[1].qs), 0);
-}
+DEFINE_DOT2_Y(q4_0, block_q4_0, block_q8_0)
+DEFINE_DOT2_Y(q5_0, block_q5_0, block_q8_0)
+DEFINE_DOT2_Y(q8_0, block_q8_0, block_q8_0)
+DEFINE_DOT2_Y(iq4_nl, block_iq4_nl, block_q8_0)
+DEFINE_DOT2_Y(mxfp4, block_mxfp4, block_q8_0)
+DEFINE_DOT2_Y(q4_1, block_q4_1, block_q8_1)
+DEFINE_DOT2_Y(q5_1, block_q5_1, block_q8_1)
 
 /* --- scales, four blocks at a time ------------------------------------- */
 
@@ -235,7 +240,7 @@ SIMD_INLINE __m256 group_halves(const void *p, int stride, __m512i idx)
  * as the reference's float product of quant_e8m0_half(e) (exact, subnormal
  * for e < 2) and d does.
  */
-SIMD_INLINE __m256 group_scales_mxfp4(const block_mxfp4 *x, const block_q8_0 *y, __m512i yidx)
+SIMD_INLINE __m256 mxfp4_exps(const block_mxfp4 *x)
 {
     const __m128i idx = _mm_setr_epi16(0, 8, 17, 25, 0, 0, 0, 0);
     const block_mxfp4 *xw = x;
@@ -244,19 +249,25 @@ SIMD_INLINE __m256 group_scales_mxfp4(const block_mxfp4 *x, const block_q8_0 *y,
                                                                       _mm512_loadu_si512(xw)));
     const __m128i e = _mm_and_si128(_mm_srlv_epi16(w, _mm_setr_epi16(0, 8, 0, 8, 0, 0, 0, 0)),
                                     _mm_setr_epi16(255, 255, 255, 255, 0, 0, 0, 0));
-    const __m256 ef = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(e)), _mm256_set1_ps(128.0f));
-    return _mm256_scalef_ps(group_halves(y, sizeof *y, yidx), ef);
+    return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(e)), _mm256_set1_ps(128.0f));
 }
 
-/* Scale products of a group for types whose only half is d, at offset 0. */
-#define SCALES_D(xg, yg)                                                                      \
-    _mm256_mul_ps(group_halves(xg, (int)sizeof *(xg), GROUP_INDEX((int)sizeof *(xg), 0, 0)),   \
-                  group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 0)))
-/* Q4_1, Q5_1 against Q8_1: d * d in lanes 0..3, m * s in lanes 4..7. */
-#define SCALES_DM(xg, yg)                                                                     \
-    _mm256_mul_ps(group_halves(xg, (int)sizeof *(xg), GROUP_INDEX((int)sizeof *(xg), 0, 2)),   \
-                  group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 2)))
-#define SCALES_MXFP4(xg, yg) group_scales_mxfp4(xg, yg, GROUP_INDEX((int)sizeof *(yg), 0, 0))
+/* A group's scale products in two steps, x's part (XS_*) then the product
+ * with y's (F_*), so that a batch takes x's part once: types whose only
+ * half is d (at offset 0); Q4_1, Q5_1 against Q8_1 (d * d in lanes 0..3,
+ * m * s in lanes 4..7); MXFP4 (2^(e-128) * y.d, by vscalefps). */
+#define XS_D(xg) group_halves(xg, (int)sizeof *(xg), GROUP_INDEX((int)sizeof *(xg), 0, 0))
+#define F_D(xs, yg)                                                                           \
+    _mm256_mul_ps(xs, group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 0)))
+#define XS_DM(xg) group_halves(xg, (int)sizeof *(xg), GROUP_INDEX((int)sizeof *(xg), 0, 2))
+#define F_DM(xs, yg)                                                                          \
+    _mm256_mul_ps(xs, group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 2)))
+#define XS_MXFP4(xg) mxfp4_exps(xg)
+#define F_MXFP4(xs, yg)                                                                       \
+    _mm256_scalef_ps(group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 0)), xs)
+#define SCALES_D(xg, yg) F_D(XS_D(xg), yg)
+#define SCALES_DM(xg, yg) F_DM(XS_DM(xg), yg)
+#define SCALES_MXFP4(xg, yg) F_MXFP4(XS_MXFP4(xg), yg)
 
 /* --- the block loop ---------------------------------------------------- */
 
@@ -317,53 +328,54 @@ DEFINE_DOT32(vec_dot_iq4_nl, block_iq4_nl, block_q8_0, dot2_iq4_nl, lut_biased(k
              SCALES_D, 0)
 
 /*
- * dot_multi (quant.h) for the types against Q8_0 whose only scale is d: up
- * to four Q8_0 rows against a weight row. A group's weight bytes (u2) and
- * scales are taken once for all four; each activation gets exactly
- * DEFINE_DOT32's operations for SCALES_D and dot2 (the same products, the
- * same FMAs into its own a0, a1, the same tail and final sum), so the bits
- * are vec_dot's.
+ * dot_multi (quant.h) for the 32-element types: up to four activation rows
+ * (Q8_0, or Q8_1 for Q4_1 and Q5_1) against a weight row. A group's weight
+ * bytes (u2) and x's part of its scales (XS) are taken once for all four;
+ * each activation gets exactly DEFINE_DOT32's operations (the same
+ * products, the same FMAs into its own a0, a1 and am, the same tail and
+ * final sum), so the bits are vec_dot's.
  */
 #define DOT32_MULTI_MAX 4
-#define DEFINE_DOT32_MULTI(t, xtype, LUT)                                                     \
+#define DEFINE_DOT32_MULTI(t, xtype, ytype, LUT, XS, F, HAS_MIN)                              \
     SIMD_INLINE void t##_group_na(const xtype *xg, const uint8_t *yb, size_t ys, int64_t i,   \
-                                  __m512 *a0, __m512 *a1, const int NA)                       \
+                                  __m512 *a0, __m512 *a1, __m256 *am, const int NA)           \
     {                                                                                         \
         const __m512i lut = LUT;                                                              \
         const __m512i pair01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1); \
         const __m512i pair23 = _mm512_add_epi32(pair01, _mm512_set1_epi32(2));                \
-        const __m256 xh = group_halves(xg, (int)sizeof *xg, GROUP_INDEX((int)sizeof *xg, 0, 0)); \
+        const __m256 xs = XS(xg);                                                             \
         const __m512i u01 = u2_##t(xg, lut), u23 = u2_##t(xg + 2, lut);                        \
         _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                  \
         {                                                                                     \
-            const block_q8_0 *yg = (const block_q8_0 *)(yb + (size_t)v * ys) + i;             \
-            const __m256 f = _mm256_mul_ps(                                                   \
-                xh, group_halves(yg, (int)sizeof *yg, GROUP_INDEX((int)sizeof *yg, 0, 0)));   \
+            const ytype *yg = (const ytype *)(yb + (size_t)v * ys) + i;                       \
+            const __m256 f = F(xs, yg);                                                       \
             const __m512 fz = _mm512_castps256_ps512(f);                                      \
             const __m512i t01 = dot_offset(u01, bytes_pair(yg[0].qs, yg[1].qs), OFF_##t);     \
             const __m512i t23 = dot_offset(u23, bytes_pair(yg[2].qs, yg[3].qs), OFF_##t);     \
             a0[v] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pair01, fz), _mm512_cvtepi32_ps(t01), a0[v]); \
             a1[v] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pair23, fz), _mm512_cvtepi32_ps(t23), a1[v]); \
+            if (HAS_MIN)                                                                      \
+                am[v] = _mm256_add_ps(am[v], f);                                              \
         }                                                                                     \
     }                                                                                         \
     SIMD_INLINE void t##_row_na(const xtype *x, int64_t nb, const uint8_t *yb, size_t ys,     \
-                                __m512 *a0, __m512 *a1, const int NA)                         \
+                                __m512 *a0, __m512 *a1, __m256 *am, const int NA)             \
     {                                                                                         \
         int64_t i = 0;                                                                        \
         for (; i + 4 <= nb; i += 4) {                                                         \
             simd_prefetch(x + i, 4 * sizeof *x);                                              \
-            t##_group_na(x + i, yb, ys, i, a0, a1, NA);                                       \
+            t##_group_na(x + i, yb, ys, i, a0, a1, am, NA);                                   \
         }                                                                                     \
         if (i < nb) { /* the tail as a zero-padded group, per activation too */              \
             xtype xt[4];                                                                      \
-            block_q8_0 yt[DOT32_MULTI_MAX][4];                                                \
+            ytype yt[DOT32_MULTI_MAX][4];                                                     \
             memset(xt, 0, sizeof xt);                                                         \
             memset(yt, 0, sizeof yt);                                                         \
             memcpy(xt, x + i, (size_t)(nb - i) * sizeof *x);                                  \
             for (int v = 0; v < NA; v++)                                                      \
-                memcpy(yt[v], (const block_q8_0 *)(yb + (size_t)v * ys) + i,                  \
-                       (size_t)(nb - i) * sizeof(block_q8_0));                                \
-            t##_group_na(xt, (const uint8_t *)yt, sizeof yt[0], 0, a0, a1, NA);               \
+                memcpy(yt[v], (const ytype *)(yb + (size_t)v * ys) + i,                       \
+                       (size_t)(nb - i) * sizeof(ytype));                                     \
+            t##_group_na(xt, (const uint8_t *)yt, sizeof yt[0], 0, a0, a1, am, NA);           \
         }                                                                                     \
     }                                                                                         \
     static void vec_dot_##t##_multi(int64_t n, int nr, int na, float *restrict s,             \
@@ -376,25 +388,36 @@ DEFINE_DOT32(vec_dot_iq4_nl, block_iq4_nl, block_q8_0, dot2_iq4_nl, lut_biased(k
                 const int nv = na - v0 < DOT32_MULTI_MAX ? na - v0 : DOT32_MULTI_MAX;         \
                 const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;              \
                 __m512 a0[DOT32_MULTI_MAX], a1[DOT32_MULTI_MAX];                              \
-                for (int v = 0; v < nv; v++)                                                  \
+                __m256 am[DOT32_MULTI_MAX];                                                   \
+                for (int v = 0; v < nv; v++) {                                                \
                     a0[v] = a1[v] = _mm512_setzero_ps();                                      \
-                switch (nv) { /* a constant NA per case, for registers */                     \
-                case 1: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 1); break;                \
-                case 2: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 2); break;                \
-                case 3: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 3); break;                \
-                default: t##_row_na(x, n / 32, yb, y_stride, a0, a1, 4); break;               \
+                    am[v] = _mm256_setzero_ps();                                              \
                 }                                                                             \
-                for (int v = 0; v < nv; v++) /* + 0.0f: DEFINE_DOT32's ms, to the bit */      \
+                switch (nv) { /* a constant NA per case, for registers */                     \
+                case 1: t##_row_na(x, n / 32, yb, y_stride, a0, a1, am, 1); break;            \
+                case 2: t##_row_na(x, n / 32, yb, y_stride, a0, a1, am, 2); break;            \
+                case 3: t##_row_na(x, n / 32, yb, y_stride, a0, a1, am, 3); break;            \
+                default: t##_row_na(x, n / 32, yb, y_stride, a0, a1, am, 4); break;           \
+                }                                                                             \
+                for (int v = 0; v < nv; v++) { /* DEFINE_DOT32's final sum, to the bit */     \
+                    const float ms =                                                          \
+                        HAS_MIN ? simd_hsum_f32x4(_mm256_extractf128_ps(am[v], 1)) : 0.0f;    \
                     s[(size_t)(v0 + v) * s_stride + r] =                                      \
-                        _mm512_reduce_add_ps(_mm512_add_ps(a0[v], a1[v])) + 0.0f;             \
+                        _mm512_reduce_add_ps(_mm512_add_ps(a0[v], a1[v])) + ms;               \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }
 
-DEFINE_DOT32_MULTI(q4_0, block_q4_0, _mm512_setzero_si512())
-DEFINE_DOT32_MULTI(q5_0, block_q5_0, _mm512_setzero_si512())
-DEFINE_DOT32_MULTI(q8_0, block_q8_0, _mm512_setzero_si512())
-DEFINE_DOT32_MULTI(iq4_nl, block_iq4_nl, lut_biased(kvalues_iq4nl, 128))
+#define ZERO_LUT _mm512_setzero_si512()
+DEFINE_DOT32_MULTI(q4_0, block_q4_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
+DEFINE_DOT32_MULTI(q5_0, block_q5_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
+DEFINE_DOT32_MULTI(q8_0, block_q8_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
+DEFINE_DOT32_MULTI(iq4_nl, block_iq4_nl, block_q8_0, lut_biased(kvalues_iq4nl, 128), XS_D, F_D, 0)
+DEFINE_DOT32_MULTI(q4_1, block_q4_1, block_q8_1, ZERO_LUT, XS_DM, F_DM, 1)
+DEFINE_DOT32_MULTI(q5_1, block_q5_1, block_q8_1, ZERO_LUT, XS_DM, F_DM, 1)
+DEFINE_DOT32_MULTI(mxfp4, block_mxfp4, block_q8_0, lut_biased(kvalues_mxfp4, 12), XS_MXFP4, F_MXFP4, 0)
+#undef ZERO_LUT
 DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, dot2_mxfp4, lut_biased(kvalues_mxfp4, 12),
              SCALES_MXFP4, 0)
 
@@ -421,10 +444,13 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot_rows[QT_Q4_K] = quant_vec_dot_q4_K_avx512_rows;
     k->vec_dot_rows[QT_Q5_K] = quant_vec_dot_q5_K_avx512_rows;
     k->vec_dot_rows[QT_Q6_K] = quant_vec_dot_q6_K_avx512_rows;
-    /* batches: plain Q8_0 rows, nothing to prepare */
+    /* batches: plain Q8_0 / Q8_1 rows, nothing to prepare */
     k->act_prep[QT_Q4_0] = (quant_act_prep){NULL, NULL, vec_dot_q4_0_multi, 0, 0};
     k->act_prep[QT_Q5_0] = (quant_act_prep){NULL, NULL, vec_dot_q5_0_multi, 0, 0};
     k->act_prep[QT_Q8_0] = (quant_act_prep){NULL, NULL, vec_dot_q8_0_multi, 0, 0};
     k->act_prep[QT_IQ4_NL] = (quant_act_prep){NULL, NULL, vec_dot_iq4_nl_multi, 0, 0};
+    k->act_prep[QT_Q4_1] = (quant_act_prep){NULL, NULL, vec_dot_q4_1_multi, 0, 0};
+    k->act_prep[QT_Q5_1] = (quant_act_prep){NULL, NULL, vec_dot_q5_1_multi, 0, 0};
+    k->act_prep[QT_MXFP4] = (quant_act_prep){NULL, NULL, vec_dot_mxfp4_multi, 0, 0};
     quant_kq_avx512_act_preps(k);
 }
