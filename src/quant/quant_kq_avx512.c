@@ -252,6 +252,25 @@ SIMD_INLINE __m512i k4_sumi(const uint8_t *qs, const __m512i *hb, const __m512i 
     return k4_dot(lo, hi, y, s0, s1);
 }
 
+/* Starts a group of n4 (1..4) super-blocks of sb bytes at x: prefetches
+ * its bytes SIMD_PREFETCH_BYTES on, and returns in lane k the first 16
+ * bytes of super-block k (d, dmin, scales; zero past n4). */
+SIMD_INLINE __m512i k4_group_heads(const void *x, size_t sb, int n4)
+{
+    const uint8_t *b = x;
+#pragma GCC unroll 12
+    for (size_t o = 0; o < 4 * sb; o += 64)
+        _mm_prefetch((const char *)b + SIMD_PREFETCH_BYTES + o, _MM_HINT_T0);
+    __m512i heads = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)b));
+    if (n4 > 1)
+        heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)(b + sb)), 1);
+    if (n4 > 2)
+        heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)(b + 2 * sb)), 2);
+    if (n4 > 3)
+        heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)(b + 3 * sb)), 3);
+    return heads;
+}
+
 /* A row's running sums: acc over the scaled products, mins over the min
  * terms (lane group k: super-blocks 4g + k). */
 typedef struct k4_acc {
@@ -274,17 +293,7 @@ typedef struct k4_acc {
         for (int64_t g = i0; g < i0 + cnt; g += 4) {                                                   \
             const int n4 = i0 + cnt - g < 4 ? (int)(i0 + cnt - g) : 4;                                 \
             const int64_t j = g - p0; /* index into yp */                                              \
-            /* the group's 4 * 144 (176) bytes, SIMD_PREFETCH_BYTES on */                               \
-            _Pragma("GCC unroll 12") for (size_t o = 0; o < 4 * sizeof *x; o += 64)                   \
-                _mm_prefetch((const char *)&x[g] + SIMD_PREFETCH_BYTES + o, _MM_HINT_T0);              \
-            /* lane k: the first 16 bytes of super-block g + k (zero past n4) */                        \
-            __m512i heads = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)&x[g]));           \
-            if (n4 > 1)                                                                                \
-                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 1]), 1);     \
-            if (n4 > 2)                                                                                \
-                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 2]), 2);     \
-            if (n4 > 3)                                                                                \
-                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 3]), 3);     \
+            const __m512i heads = k4_group_heads(&x[g], sizeof *x, n4);                                \
             const __m512i bp = _mm512_load_si512(&yp->bp[j]); /* zero past the end */                   \
             const __m256 yd = _mm256_load_ps(yp->d2[j]);                                               \
             const __m512i sm = k4_unpack(heads);                                                       \
@@ -366,15 +375,7 @@ typedef struct k4_acc {
         const __m512i pick_dmin = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);   \
         for (int64_t g = 0; g < nb; g += 4) {                                                          \
             const int n4 = nb - g < 4 ? (int)(nb - g) : 4;                                             \
-            _Pragma("GCC unroll 12") for (size_t o = 0; o < 4 * sizeof *x; o += 64)                   \
-                _mm_prefetch((const char *)&x[g] + SIMD_PREFETCH_BYTES + o, _MM_HINT_T0);              \
-            __m512i heads = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)&x[g]));           \
-            if (n4 > 1)                                                                                \
-                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 1]), 1);     \
-            if (n4 > 2)                                                                                \
-                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 2]), 2);     \
-            if (n4 > 3)                                                                                \
-                heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)&x[g + 3]), 3);     \
+            const __m512i heads = k4_group_heads(&x[g], sizeof *x, n4);                                \
             const __m512i sm = k4_unpack(heads);                                                       \
             const __m256 hd =                                                                          \
                 _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick_d, heads)));      \
