@@ -457,12 +457,30 @@ static void k4_act_prep(int64_t n, const void *restrict y, void *restrict buf)
  * 64..127; their top bits are qh[32h + l] bits 0-1, 2-3 (elements 0..63)
  * and 4-5, 6-7 (64..127), i.e. bits 0-1 and 4-5 of [qh | qh >> 2].
  */
+/* Half h of super-block x as bytes u = q + 32 (u0: elements 0..63 of the
+ * half, u1: 64..127) and its scales picked for them (slo, shi); sc_all:
+ * the 16 scales as int16. */
+SIMD_INLINE void q6k_half(const block_q6_K *x, int h, __m256i sc_all, __m512i *u0, __m512i *u1,
+                          __m512i *slo, __m512i *shi)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+    const __m128i half = h ? _mm256_extracti128_si256(sc_all, 1) : _mm256_castsi256_si128(sc_all);
+    const __m512i sc = scales16_x4(half);
+    const __m512i l = load512(x->ql + 64 * h);
+    const __m512i hh = pair_shifted(load256(x->qh + 32 * h), 2);
+    const __m512i lo = _mm512_and_si512(l, low4);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), low4);
+    /* A | (B & C): 0xF8 */
+    *u0 = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(hh, 4), bits45, 0xF8);
+    *u1 = _mm512_ternarylogic_epi32(hi, hh, bits45, 0xF8);
+    *slo = _mm512_shuffle_epi8(sc, PICK_QUAD(0));
+    *shi = _mm512_shuffle_epi8(sc, PICK_QUAD(1));
+}
+
 SIMD_INLINE void quant_vec_dot_q6_K_avx512_nr(int64_t n, const int NR, float *restrict s,
                                               const uint8_t *restrict x0, size_t stride,
                                               const block_q8_K *restrict y)
 {
-    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
     const size_t ahead = simd_rows_ahead(NR, stride);
     __m512 acc[4];
     for (int r = 0; r < NR; r++)
@@ -481,19 +499,12 @@ SIMD_INLINE void quant_vec_dot_q6_K_avx512_nr(int64_t n, const int NR, float *re
             const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, bsums), 5);
             __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
             for (int h = 0; h < 2; h++) {
-                const __m128i half = h ? _mm256_extracti128_si256(sc_all, 1) : _mm256_castsi256_si128(sc_all);
-                const __m512i sc = scales16_x4(half);
-                const __m512i l = load512(x[i].ql + 64 * h);
-                const __m512i hh = pair_shifted(load256(x[i].qh + 32 * h), 2);
-                /* A | (B & C): 0xF8 */
-                const __m512i lo = _mm512_and_si512(l, low4);
-                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), low4);
-                const __m512i u0 = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(hh, 4), bits45, 0xF8);
-                const __m512i u1 = _mm512_ternarylogic_epi32(hi, hh, bits45, 0xF8);
+                __m512i u0, u1, slo, shi;
+                q6k_half(&x[i], h, sc_all, &u0, &u1, &slo, &shi);
                 const __m512i p0 = _mm512_maddubs_epi16(u0, yq[2 * h]);
                 const __m512i p1 = _mm512_maddubs_epi16(u1, yq[2 * h + 1]);
-                sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_shuffle_epi8(sc, pick_lo));
-                sumi = _mm512_dpwssd_epi32(sumi, p1, _mm512_shuffle_epi8(sc, pick_hi));
+                sumi = _mm512_dpwssd_epi32(sumi, p0, slo);
+                sumi = _mm512_dpwssd_epi32(sumi, p1, shi);
             }
             acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * simd_f16(x[i].d)), _mm512_cvtepi32_ps(sumi),
                                      acc[r]);
@@ -513,24 +524,12 @@ DEFINE_ROWS_ENTRIES(quant_vec_dot_q6_K_avx512, block_q6_K, 0)
 SIMD_INLINE void q6k_row_multi(int64_t nb, const block_q6_K *restrict x, const uint8_t *restrict vy,
                                size_t y_stride, __m512 *acc, const int NA)
 {
-    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
     for (int64_t i = 0; i < nb; i++) {
         simd_prefetch(&x[i], sizeof x[i]);
         const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         __m512i u0[2], u1[2], slo[2], shi[2];
-        for (int h = 0; h < 2; h++) {
-            const __m128i half = h ? _mm256_extracti128_si256(sc_all, 1) : _mm256_castsi256_si128(sc_all);
-            const __m512i sc = scales16_x4(half);
-            const __m512i l = load512(x[i].ql + 64 * h);
-            const __m512i hh = pair_shifted(load256(x[i].qh + 32 * h), 2);
-            const __m512i lo = _mm512_and_si512(l, low4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), low4);
-            u0[h] = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(hh, 4), bits45, 0xF8);
-            u1[h] = _mm512_ternarylogic_epi32(hi, hh, bits45, 0xF8);
-            slo[h] = _mm512_shuffle_epi8(sc, pick_lo);
-            shi[h] = _mm512_shuffle_epi8(sc, pick_hi);
-        }
+        for (int h = 0; h < 2; h++)
+            q6k_half(&x[i], h, sc_all, &u0[h], &u1[h], &slo[h], &shi[h]);
         const float dx = simd_f16(x[i].d);
 #pragma GCC unroll 4
         for (int v = 0; v < NA; v++) {
