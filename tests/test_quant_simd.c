@@ -365,6 +365,91 @@ TEST(quant_simd_rows_match_vec_dot)
             CHECK(check_rows((quant_isa)isa));
 }
 
+/*
+ * Batched kernels (quant.h: dot_multi): nr weight rows against na
+ * activations (prepared where the kernel prepares) must give each (row,
+ * activation) the table's vec_dot bits, for every table this CPU runs, at
+ * lengths with tails and for na across the kernels' groups of four.
+ */
+static bool check_multi(quant_isa isa, quant_type t, int64_t n, int na, rng *r)
+{
+    enum { NR = 3 };
+    quant_kernels ref, k;
+    if (quant_kernels_for(QUANT_ISA_REF, &ref) != 0 || quant_kernels_for(isa, &k) != 0)
+        return false;
+    const quant_act_prep *ap = &k.act_prep[t];
+    const quant_traits *tr = quant_traits_of(t);
+    const size_t wsize = quant_row_size(t, n), asize = quant_row_size(tr->vec_dot_type, n);
+    const size_t ystride = ap->prep ? (ap->bytes + 63) / 64 * 64 : asize;
+    uint8_t *W = malloc(NR * wsize), *A = malloc((size_t)na * asize);
+    uint8_t *Y = aligned_alloc(64, ((size_t)na * ystride + 63) / 64 * 64);
+    float *got = malloc(sizeof(float) * NR * (size_t)na);
+    bool ok = W && A && Y && got;
+    for (int i = 0; ok && i < (NR > na ? NR : na); i++) {
+        row_case c;
+        void *wbuf = NULL, *abuf = NULL;
+        ok = row_case_make(&c, &ref, t, n, 0, r, &wbuf, &abuf);
+        if (ok && i < NR)
+            memcpy(W + (size_t)i * wsize, c.w, wsize);
+        if (ok && i < na)
+            memcpy(A + (size_t)i * asize, c.a, asize);
+        free(wbuf);
+        free(abuf);
+    }
+    for (int a = 0; ok && a < na; a++) {
+        if (ap->prep)
+            ap->prep(n, A + (size_t)a * asize, Y + (size_t)a * ystride);
+        else
+            memcpy(Y + (size_t)a * ystride, A + (size_t)a * asize, asize);
+    }
+    if (ok)
+        ap->dot_multi(n, NR, na, got, NR, W, wsize, Y, ystride);
+    for (int a = 0; ok && a < na; a++)
+        for (int row = 0; ok && row < NR; row++) {
+            float want;
+            k.vec_dot[t](n, &want, W + (size_t)row * wsize, A + (size_t)a * asize);
+            ok = memcmp(&want, &got[a * NR + row], sizeof want) == 0;
+            if (!ok)
+                test_fail(__FILE__, __LINE__, "%s %s n=%lld na=%d: row %d activation %d: %.9g, vec_dot %.9g",
+                          quant_isa_name(isa), tr->name, (long long)n, na, row, a,
+                          got[a * NR + row], want);
+        }
+    free(W);
+    free(A);
+    free(Y);
+    free(got);
+    return ok;
+}
+
+TEST(quant_simd_dot_multi_equals_vec_dot)
+{
+    static const int64_t blocks[] = {1, 3, 8, 13};
+    static const int nas[] = {1, 2, 3, 4, 5, 7, 9};
+    rng r = {0x2545F4914F6CDD1Dull};
+    int seen = 0;
+    for (int isa = QUANT_ISA_REF; isa <= (int)quant_cpu_isa(); isa++) {
+        quant_kernels k;
+        if (!quant_isa_supported((quant_isa)isa) || quant_kernels_for((quant_isa)isa, &k) != 0)
+            continue;
+        for (int t = 0; t < QT_COUNT; t++) {
+            const quant_act_prep *ap = &k.act_prep[t];
+            if (!ap->dot_multi)
+                continue;
+            for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
+                const int64_t n = blocks[bi] * quant_traits_of(t)->blck;
+                if (ap->prep && n > ap->max_n)
+                    continue;
+                for (size_t ni = 0; ni < sizeof nas / sizeof *nas; ni++) {
+                    seen++;
+                    CHECK(check_multi((quant_isa)isa, (quant_type)t, n, nas[ni], &r));
+                }
+            }
+        }
+    }
+    if (quant_cpu_isa() == QUANT_ISA_AVX512)
+        CHECK(seen > 0);
+}
+
 /* The types that have multi-row kernels keep them in the selected table
  * (an installer replacing vec_dot without its rows kernel drops it). */
 TEST(quant_simd_rows_kernels_installed)
