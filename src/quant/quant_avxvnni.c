@@ -19,6 +19,8 @@
 DEFINE_DOT_K4(quant_vec_dot_q4_K_avxvnni, block_q4_K, K4_NO_QH)
 DEFINE_DOT_K4(quant_vec_dot_q5_K_avxvnni, block_q5_K, K4_QH)
 DEFINE_DOT_Q6K(quant_vec_dot_q6_K_avxvnni)
+DEFINE_DOT_K4_MULTI(quant_vec_dot_q4_K_avxvnni, block_q4_K, K4_NO_QH)
+DEFINE_DOT_K4_MULTI(quant_vec_dot_q5_K_avxvnni, block_q5_K, K4_QH)
 
 void quant_avxvnni_kernels(quant_kernels *k)
 {
@@ -34,4 +36,6 @@ void quant_avxvnni_kernels(quant_kernels *k)
     k->vec_dot_rows[QT_Q4_K] = quant_vec_dot_q4_K_avxvnni_rows;
     k->vec_dot_rows[QT_Q5_K] = quant_vec_dot_q5_K_avxvnni_rows;
     k->vec_dot[QT_Q6_K] = quant_vec_dot_q6_K_avxvnni;
+    k->act_prep[QT_Q4_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q4_K_avxvnni_multi, 0, 0};
+    k->act_prep[QT_Q5_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q5_K_avxvnni_multi, 0, 0};
 }

@@ -176,6 +176,77 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
     }
 
 /*
+ * Batches (quant.h: dot_multi): each super-block's scales, mins and weight
+ * bytes are unpacked once for two plain Q8_K rows (two, not four: 16 ymm
+ * registers), each of which then gets exactly k4_superblock's operations
+ * in its order, so the bits are vec_dot's.
+ */
+#define K4_MULTI_MAX 2
+#define DEFINE_DOT_K4_MULTI(name, xtype, QH)                                                       \
+    SIMD_INLINE void name##_row_na(int64_t nb, const xtype *restrict x, const uint8_t *yb,         \
+                                   size_t ys, __m256 *acc, __m256 *mins, const int NA)             \
+    {                                                                                              \
+        const __m256i low4 = _mm256_set1_epi8(0x0F);                                               \
+        for (int64_t i = 0; i < nb; i++) {                                                         \
+            simd_prefetch(&x[i], sizeof x[i]);                                                     \
+            const __m128i sm = simd_k4_scales_mins(x[i].scales);                                   \
+            const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));                   \
+            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));                 \
+            const uint8_t *qh = QH(i);                                                             \
+            const __m256i hb = qh ? loadu256(qh) : _mm256_setzero_si256();                         \
+            const block_q8_K *y[K4_MULTI_MAX];                                                     \
+            __m128 dd[K4_MULTI_MAX];                                                               \
+            __m256i sumi[K4_MULTI_MAX];                                                            \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                                   \
+            {                                                                                      \
+                y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;                              \
+                dd[v] = simd_f16_pair(&x[i].d, y[v]->d);                                           \
+                const __m256i msum = _mm256_madd_epi16(m16, loadu256(y[v]->bsums));                \
+                mins[v] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd[v])),           \
+                                          _mm256_cvtepi32_ps(msum), mins[v]);                      \
+                sumi[v] = _mm256_setzero_si256();                                                  \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                    \
+            {                                                                                      \
+                const __m256i q = loadu256(x[i].qs + 32 * j);                                      \
+                __m256i lo = _mm256_and_si256(q, low4);                                            \
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);                      \
+                if (qh) {                                                                          \
+                    lo = _mm256_or_si256(lo, bit_to(hb, 2 * j, 4));                                \
+                    hi = _mm256_or_si256(hi, bit_to(hb, 2 * j + 1, 4));                            \
+                }                                                                                  \
+                _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                               \
+                    sumi[v] = k4_chunk(sumi[v], lo, hi, y[v]->qs + 64 * j, sc, j);                 \
+            }                                                                                      \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                                   \
+                acc[v] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd[v]),                             \
+                                         _mm256_cvtepi32_ps(sumi[v]), acc[v]);                     \
+        }                                                                                          \
+    }                                                                                              \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
+                             const void *restrict vx, size_t stride, const void *restrict vy,     \
+                             size_t y_stride)                                                      \
+    {                                                                                              \
+        for (int r = 0; r < nr; r++) {                                                             \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
+            for (int v0 = 0; v0 < na; v0 += K4_MULTI_MAX) {                                        \
+                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;                   \
+                __m256 acc[K4_MULTI_MAX], mins[K4_MULTI_MAX];                                      \
+                for (int v = 0; v < K4_MULTI_MAX; v++)                                             \
+                    acc[v] = mins[v] = _mm256_setzero_ps();                                        \
+                const int nv = na - v0 < K4_MULTI_MAX ? na - v0 : K4_MULTI_MAX;                    \
+                if (nv == 1)                                                                       \
+                    name##_row_na(n / QK_K, x, yb, y_stride, acc, mins, 1);                        \
+                else                                                                               \
+                    name##_row_na(n / QK_K, x, yb, y_stride, acc, mins, 2);                        \
+                for (int v = 0; v < nv; v++)                                                       \
+                    s[(size_t)(v0 + v) * s_stride + r] =                                           \
+                        simd_hsum_f32x8(_mm256_sub_ps(acc[v], mins[v]));                           \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+/*
  * Q6_K: two halves of 128; in half h, with ql = ql + 64h and qh = qh + 32h,
  * the four groups of 32 are
  *   ql[0..31] & 15 | qh bits 0-1,  ql[32..63] & 15 | qh bits 2-3,

@@ -268,6 +268,8 @@ void quant_vec_dot_q5_K_avxvnni_rows(int64_t n, int nr, float *restrict s,
 QUANT_SIMD_KQ_ROWS_TYPES(QUANT_SIMD_DECLARE_ROWS)
 #undef QUANT_SIMD_DECLARE_ROWS
 
+/* Fills act_prep (batches) for the AVX2 Q4_K and Q5_K kernels (quant_kq_avx2.c). */
+void quant_kq_avx2_act_preps(quant_kernels *k);
 /* Fills act_prep for the AVX-512 Q4_K, Q5_K and Q6_K kernels (quant_kq_avx512.c). */
 void quant_kq_avx512_act_preps(quant_kernels *k);
 
