@@ -124,9 +124,8 @@ static const void *mm_prepared_act(const mm_part *p, mm_prepared *pr)
 
 /* Rows [r0, r1) of p against all its activations, MM_MULTI_ACTS at a time:
  * prepared into pr->multi (`bytes` apart) where the kernel prepares them,
- * then one dot_multi call over the rows. Returns
- * false where p's kernel has no dot_multi (the caller goes row group by
- * row group instead). */
+ * then one dot_multi call over the rows. Returns false where p's kernel has
+ * no dot_multi (the caller goes row group by row group instead). */
 static bool mm_chunk_multi(const mm_part *p, int64_t r0, int64_t r1, mm_prepared *pr)
 {
     const quant_act_prep *ap = &p->k->act_prep[p->wtype];
