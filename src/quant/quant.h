@@ -135,9 +135,10 @@ size_t quant_row_size(quant_type t, int64_t n);
 
 /* --- kernels ----------------------------------------------------------- */
 
-/* Kernel tables, in order of preference. AVX2_VNNI is AVX2 with AVX-VNNI's
- * Q4_K/Q5_K kernels; AVX-512 CPUs need not have AVX-VNNI, so a table is
- * runnable where quant_isa_supported says so, not wherever a better one is. */
+/* Kernel tables, in order of preference. AVX2_VNNI is the AVX2 table with
+ * AVX-VNNI kernels over it (quant_avxvnni.c); AVX-512 CPUs need not have
+ * AVX-VNNI, so a table is runnable where quant_isa_supported says so, not
+ * wherever a better one is. */
 typedef enum quant_isa {
     QUANT_ISA_REF = 0,
     QUANT_ISA_AVX2,

@@ -98,28 +98,41 @@ SIMD_INLINE __m256i k4_chunk(__m256i sumi, __m256i lo, __m256i hi, const int8_t 
 #endif
 }
 
+/* Chunk j of a super-block as bytes: lo sub-block 2j, hi 2j+1, their
+ * fifth bits from hb = qh's 32 bytes where qh is given (Q5_K). */
+SIMD_INLINE void k4_weights(const uint8_t *qs, const uint8_t *qh, __m256i hb, int j, __m256i *lo,
+                            __m256i *hi)
+{
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i q = loadu256(qs + 32 * j);
+    *lo = _mm256_and_si256(q, low4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+    if (qh) {
+        *lo = _mm256_or_si256(*lo, bit_to(hb, 2 * j, 4));
+        *hi = _mm256_or_si256(*hi, bit_to(hb, 2 * j + 1, 4));
+    }
+}
+
+/* mins + dmin * y.d * (min b against bsums 2b and 2b+1); m16: each min
+ * paired with itself as int16 */
+SIMD_INLINE __m256 k4_min_term(__m256i m16, const block_q8_K *y, __m128 dd, __m256 mins)
+{
+    const __m256i msum = _mm256_madd_epi16(m16, loadu256(y->bsums));
+    return _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), mins);
+}
+
 SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
                                  const block_q8_K *y, __m128 dd, __m256 acc, __m256 *mins)
 {
     const __m128i sm = simd_k4_scales_mins(scales);
-    /* min b against bsums 2b and 2b+1: pair each min with itself */
-    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
-    const __m256i msum = _mm256_madd_epi16(m16, loadu256(y->bsums));
-    *mins = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), *mins);
-
+    *mins = k4_min_term(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), y, dd, *mins);
     const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i hb = qh ? loadu256(qh) : _mm256_setzero_si256();
     __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        const __m256i q = loadu256(qs + 32 * j);
-        __m256i lo = _mm256_and_si256(q, low4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-        if (qh) {
-            lo = _mm256_or_si256(lo, bit_to(hb, 2 * j, 4));
-            hi = _mm256_or_si256(hi, bit_to(hb, 2 * j + 1, 4));
-        }
+        __m256i lo, hi;
+        k4_weights(qs, qh, hb, j, &lo, &hi);
         sumi = k4_chunk(sumi, lo, hi, y->qs + 64 * j, sc, j);
     }
     return _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
@@ -186,7 +199,6 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
     SIMD_INLINE void name##_row_na(int64_t nb, const xtype *restrict x, const uint8_t *yb,         \
                                    size_t ys, __m256 *acc, __m256 *mins, const int NA)             \
     {                                                                                              \
-        const __m256i low4 = _mm256_set1_epi8(0x0F);                                               \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             simd_prefetch(&x[i], sizeof x[i]);                                                     \
             const __m128i sm = simd_k4_scales_mins(x[i].scales);                                   \
@@ -201,20 +213,13 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
             {                                                                                      \
                 y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;                              \
                 dd[v] = simd_f16_pair(&x[i].d, y[v]->d);                                           \
-                const __m256i msum = _mm256_madd_epi16(m16, loadu256(y[v]->bsums));                \
-                mins[v] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd[v])),           \
-                                          _mm256_cvtepi32_ps(msum), mins[v]);                      \
+                mins[v] = k4_min_term(m16, y[v], dd[v], mins[v]);                                  \
                 sumi[v] = _mm256_setzero_si256();                                                  \
             }                                                                                      \
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                    \
             {                                                                                      \
-                const __m256i q = loadu256(x[i].qs + 32 * j);                                      \
-                __m256i lo = _mm256_and_si256(q, low4);                                            \
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);                      \
-                if (qh) {                                                                          \
-                    lo = _mm256_or_si256(lo, bit_to(hb, 2 * j, 4));                                \
-                    hi = _mm256_or_si256(hi, bit_to(hb, 2 * j + 1, 4));                            \
-                }                                                                                  \
+                __m256i lo, hi;                                                                    \
+                k4_weights(x[i].qs, qh, hb, j, &lo, &hi);                                          \
                 _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                               \
                     sumi[v] = k4_chunk(sumi[v], lo, hi, y[v]->qs + 64 * j, sc, j);                 \
             }                                                                                      \
