@@ -242,16 +242,6 @@ SIMD_INLINE void k4_scales(__m512i smk, __m512i *s0, __m512i *s1)
     *s1 = _mm512_shuffle_epi8(smk, _mm512_load_si512(k_k4_sc[1]));
 }
 
-/* sum_j sc_j * sum q * y of one super-block; sm: its scales and mins in
- * every lane; hb: [qh | qh] (Q5_K) or NULL. */
-SIMD_INLINE __m512i k4_sumi(const uint8_t *qs, const __m512i *hb, const __m512i *y, __m512i sm)
-{
-    __m512i lo[2], hi[2], s0, s1;
-    k4_weights(qs, hb, lo, hi);
-    k4_scales(sm, &s0, &s1);
-    return k4_dot(lo, hi, y, s0, s1);
-}
-
 /* Starts a group of n4 (1..4) super-blocks of sb bytes at x: prefetches
  * its bytes SIMD_PREFETCH_BYTES on, and returns in lane k the first 16
  * bytes of super-block k (d, dmin, scales; zero past n4). */
@@ -278,15 +268,19 @@ typedef struct k4_acc {
 } k4_acc;
 
 /*
- * name##_span: super-blocks [i0, i0 + cnt) of row x (i0 a multiple of 4)
- * against the prepared y (yp holds super-blocks from p0 on), four at a
- * time, the last group 1..4. name##_rows: the rows one after another, y
+ * name##_span_na: super-blocks [i0, i0 + cnt) of row x (i0 a multiple of
+ * 4) against NA (1..4) prepared activations (each holds super-blocks from
+ * p0 on), four super-blocks at a time, the last group 1..4; each group's
+ * scales, mins and weight bytes are unpacked once for all NA, and each
+ * activation has its own accumulators and the same float operations
+ * whatever NA is. name##_span: one activation. name##_rows: the rows one
+ * after another, y
  * prepared once (or per segment of K4_PREP_MAX for longer rows); name: one
  * row.
  */
 #define DEFINE_K4_SPAN(name, xtype, HAS_QH)                                                            \
-    SIMD_INLINE void name##_span(const xtype *restrict x, int64_t i0, int64_t cnt,                     \
-                                 const k4_yprep *restrict yp, int64_t p0, k4_acc *a)                   \
+    SIMD_INLINE void name##_span_na(const xtype *restrict x, int64_t i0, int64_t cnt,                  \
+                                    const k4_yprep *const *yp, int64_t p0, k4_acc *a, const int NA)    \
     {                                                                                                  \
         const __m512i pick_d = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);     \
         const __m512i pick_dmin = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);   \
@@ -294,28 +288,41 @@ typedef struct k4_acc {
             const int n4 = i0 + cnt - g < 4 ? (int)(i0 + cnt - g) : 4;                                 \
             const int64_t j = g - p0; /* index into yp */                                              \
             const __m512i heads = k4_group_heads(&x[g], sizeof *x, n4);                                \
-            const __m512i bp = _mm512_load_si512(&yp->bp[j]); /* zero past the end */                   \
-            const __m256 yd = _mm256_load_ps(yp->d2[j]);                                               \
             const __m512i sm = k4_unpack(heads);                                                       \
-            /* d * y.d, dmin * y.d of super-blocks g..g+3: lanes 2k, 2k + 1 */                         \
-            const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(                                    \
-                _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick_d, heads))), yd)); \
+            const __m256 hd =                                                                          \
+                _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick_d, heads)));      \
             const __m512i m16 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_mins));                \
-            a->mins = _mm512_fmadd_ps(_mm512_permutexvar_ps(pick_dmin, dd),                            \
-                                      _mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bp)), a->mins);        \
+            __m512 dd[K4_MULTI_MAX];                                                                   \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                       \
+            {                                                                                          \
+                const __m512i bp = _mm512_load_si512(&yp[v]->bp[j]);                                   \
+                dd[v] = _mm512_castps256_ps512(_mm256_mul_ps(hd, _mm256_load_ps(yp[v]->d2[j])));       \
+                a[v].mins = _mm512_fmadd_ps(_mm512_permutexvar_ps(pick_dmin, dd[v]),                   \
+                                            _mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bp)), a[v].mins); \
+            }                                                                                          \
             _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                                        \
             {                                                                                          \
                 if (k >= n4)                                                                           \
                     break;                                                                             \
-                __m512i hb;                                                                            \
+                __m512i hb, lo[2], hi[2], s0, s1;                                                      \
                 if (HAS_QH)                                                                            \
                     hb = _mm512_broadcast_i64x4(load256(K4_QH(x, g + k)));                             \
-                const __m512i sumi = k4_sumi(x[g + k].qs, HAS_QH ? &hb : NULL, yp->q[j + k],           \
-                                             lane_bcast(sm, k));                                       \
-                const __m512 dk = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * k), dd);                 \
-                a->acc = _mm512_fmadd_ps(dk, _mm512_cvtepi32_ps(sumi), a->acc);                        \
+                k4_weights(x[g + k].qs, HAS_QH ? &hb : NULL, lo, hi);                                  \
+                k4_scales(lane_bcast(sm, k), &s0, &s1);                                                \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                   \
+                {                                                                                      \
+                    const __m512i sumi = k4_dot(lo, hi, yp[v]->q[j + k], s0, s1);                      \
+                    const __m512 dk = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * k), dd[v]);          \
+                    a[v].acc = _mm512_fmadd_ps(dk, _mm512_cvtepi32_ps(sumi), a[v].acc);                \
+                }                                                                                      \
             }                                                                                          \
         }                                                                                              \
+    }                                                                                                  \
+    SIMD_INLINE void name##_span(const xtype *restrict x, int64_t i0, int64_t cnt,                     \
+                                 const k4_yprep *restrict yp, int64_t p0, k4_acc *a)                   \
+    {                                                                                                  \
+        const k4_yprep *one[1] = {yp};                                                                 \
+        name##_span_na(x, i0, cnt, one, p0, a, 1);                                                     \
     }                                                                                                  \
     /* rows against y prepared whole (nb <= K4_PREP_MAX) */                                          \
     static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,        \
@@ -358,54 +365,13 @@ typedef struct k4_acc {
 
 /*
  * name##_multi: nr rows against na prepared activations (quant.h:
- * quant_dot_multi_fn), four activations at a time. A super-block's weight
- * bytes, scales and mins are unpacked once and used by all four; each
- * activation keeps its own accumulators and gets exactly _span's float
- * operations in _span's order, so every result is bit-identical to
- * _rows_prep's for that activation (matmul's batched products; a prefill
- * of 512 tokens spent most of its time unpacking the same weights again
- * for every token).
+ * quant_dot_multi_fn), four activations at a time through _span_na, so
+ * every result is bit-identical to _rows_prep's for that activation
+ * (matmul's batched products; a prefill of 512 tokens spent most of its
+ * time unpacking the same weights again for every token).
  */
 #define K4_MULTI_MAX 4
 #define DEFINE_K4_MULTI(name, xtype, HAS_QH)                                                           \
-    SIMD_INLINE void name##_span_na(const xtype *restrict x, int64_t nb,                               \
-                                    const k4_yprep *const *yp, k4_acc *a, const int NA)                \
-    {                                                                                                  \
-        const __m512i pick_d = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);     \
-        const __m512i pick_dmin = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);   \
-        for (int64_t g = 0; g < nb; g += 4) {                                                          \
-            const int n4 = nb - g < 4 ? (int)(nb - g) : 4;                                             \
-            const __m512i heads = k4_group_heads(&x[g], sizeof *x, n4);                                \
-            const __m512i sm = k4_unpack(heads);                                                       \
-            const __m256 hd =                                                                          \
-                _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick_d, heads)));      \
-            const __m512i m16 = _mm512_shuffle_epi8(sm, _mm512_load_si512(k_k4_mins));                \
-            __m512 dd[K4_MULTI_MAX];                                                                   \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                       \
-            {                                                                                          \
-                const __m512i bp = _mm512_load_si512(&yp[v]->bp[g]);                                   \
-                dd[v] = _mm512_castps256_ps512(_mm256_mul_ps(hd, _mm256_load_ps(yp[v]->d2[g])));       \
-                a[v].mins = _mm512_fmadd_ps(_mm512_permutexvar_ps(pick_dmin, dd[v]),                   \
-                                            _mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bp)), a[v].mins); \
-            }                                                                                          \
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                                        \
-            {                                                                                          \
-                if (k >= n4)                                                                           \
-                    break;                                                                             \
-                __m512i hb, lo[2], hi[2], s0, s1;                                                      \
-                if (HAS_QH)                                                                            \
-                    hb = _mm512_broadcast_i64x4(load256(K4_QH(x, g + k)));                             \
-                k4_weights(x[g + k].qs, HAS_QH ? &hb : NULL, lo, hi);                                  \
-                k4_scales(lane_bcast(sm, k), &s0, &s1);                                                \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                   \
-                {                                                                                      \
-                    const __m512i sumi = k4_dot(lo, hi, yp[v]->q[g + k], s0, s1);                      \
-                    const __m512 dk = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * k), dd[v]);          \
-                    a[v].acc = _mm512_fmadd_ps(dk, _mm512_cvtepi32_ps(sumi), a[v].acc);                \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
-    }                                                                                                  \
     static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,           \
                              const void *restrict vx, size_t stride, const void *restrict vyp,         \
                              size_t yp_stride)                                                         \
@@ -422,10 +388,10 @@ typedef struct k4_acc {
                     a[v] = (k4_acc){_mm512_setzero_ps(), _mm512_setzero_ps()};                         \
                 }                                                                                      \
                 switch (nv) { /* a constant NA per case, for registers */                              \
-                case 1: name##_span_na(x, nb, yp, a, 1); break;                                        \
-                case 2: name##_span_na(x, nb, yp, a, 2); break;                                        \
-                case 3: name##_span_na(x, nb, yp, a, 3); break;                                        \
-                default: name##_span_na(x, nb, yp, a, 4); break;                                       \
+                case 1: name##_span_na(x, 0, nb, yp, 0, a, 1); break;                                      \
+                case 2: name##_span_na(x, 0, nb, yp, 0, a, 2); break;                                      \
+                case 3: name##_span_na(x, 0, nb, yp, 0, a, 3); break;                                      \
+                default: name##_span_na(x, 0, nb, yp, 0, a, 4); break;                                      \
                 }                                                                                      \
                 for (int v = 0; v < nv; v++)                                                           \
                     s[(size_t)(v0 + v) * s_stride + r] = hsum16(_mm512_sub_ps(a[v].acc, a[v].mins));   \
