@@ -881,29 +881,11 @@ TEST(model_vec_kernels)
     if (model_vec_for(QUANT_ISA_AVX2, &best))
         test_skip("no AVX2 on this CPU");
     enum { N = 300 };
-    static float a[N * 16], b[N * 16], x[N], y[N], s1[N], s2[N];
+    static float a[N * 16], b[N * 16], x[N], y[N];
     unsigned seed = 7;
     for (int i = 0; i < N * 16; i++) {
         a[i] = frand(&seed);
         b[i] = frand(&seed);
-    }
-    int dims[] = {1, 7, 8, 13, 16, 64, 80, 128};
-    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
-        int d = dims[di];
-        for (int n = 0; n <= 19; n++) {
-            ref.dots(a, b, n, d, 0.125f, s1);
-            best.dots(a, b, n, d, 0.125f, s2);
-            for (int i = 0; i < n; i++)
-                CHECKF(fabs(s1[i] - s2[i]) <= 1e-5f * d, "dots d=%d n=%d i=%d: %g vs %g", d, n, i,
-                       s1[i], s2[i]);
-            memcpy(x, a + 500, sizeof(float) * d);
-            memcpy(y, a + 500, sizeof(float) * d);
-            ref.wsum(x, b, a, n, d);
-            best.wsum(y, b, a, n, d);
-            for (int j = 0; j < d; j++)
-                CHECKF(fabs(x[j] - y[j]) <= 1e-5f * (n + 1), "wsum d=%d n=%d j=%d: %g vs %g", d, n,
-                       j, x[j], y[j]);
-        }
     }
     for (int n = 0; n <= 40; n++) {
         CHECK_EQ(ref.max(a, n) == best.max(a, n), 1);
@@ -968,6 +950,77 @@ TEST(model_vec_kernels)
     ref.q8_0_to_f32(blk, x, 4 * QK8_0);
     best.q8_0_to_f32(blk, y, 4 * QK8_0);
     CHECK(!memcmp(x, y, sizeof(float) * 4 * QK8_0));
+}
+
+/*
+ * Attention's kernels of every table this CPU runs, several queries at
+ * once: against the reference within float tolerance, and each query's
+ * results bit-identical to a call with that query alone (what makes
+ * batched prefill and decode agree). The AVX-512 wsum also equals the AVX2
+ * one bit for bit (both one FMA per term in key order).
+ */
+TEST(model_vec_attention_kernels)
+{
+    enum { D = 128, NK = 70, NQ = 9 };
+    static float q[NQ * D], K[NK * D], p[NQ * NK], s1[NQ * NK], s2[NQ * NK], s3[NK];
+    static float x[NQ * D], y[NQ * D], z[D], w[NQ * D];
+    unsigned seed = 11;
+    for (int i = 0; i < NQ * D; i++)
+        q[i] = frand(&seed);
+    for (int i = 0; i < NK * D; i++)
+        K[i] = frand(&seed);
+    for (int i = 0; i < NQ * NK; i++)
+        p[i] = frand(&seed) + 1.0f;
+    model_vec ref, avx2, v;
+    model_vec_for(QUANT_ISA_REF, &ref);
+    bool have_avx2 = model_vec_for(QUANT_ISA_AVX2, &avx2) == 0;
+    const quant_isa isas[] = {QUANT_ISA_AVX2, QUANT_ISA_AVX2_VNNI, QUANT_ISA_AVX512};
+    const int dims[] = {1, 7, 8, 13, 16, 17, 64, 80, 128}, ns[] = {0, 1, 3, 4, 5, 13, 64, 70};
+    int tables = 0;
+    for (size_t t = 0; t < sizeof isas / sizeof *isas; t++) {
+        if (model_vec_for(isas[t], &v))
+            continue;
+        tables++;
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                for (int nq = 1; nq <= NQ; nq += (nq < 5 ? 1 : 4)) {
+                    int d = dims[di], n = ns[ni];
+                    ref.dots(q, nq, K, n, d, 0.125f, s1);
+                    v.dots(q, nq, K, n, d, 0.125f, s2);
+                    for (int i = 0; i < nq * n; i++)
+                        CHECKF(fabs(s1[i] - s2[i]) <= 1e-5f * d, "isa %d dots d=%d n=%d nq=%d i=%d",
+                               (int)isas[t], d, n, nq, i);
+                    for (int h = 0; h < nq; h++) {
+                        v.dots(q + (size_t)h * d, 1, K, n, d, 0.125f, s3);
+                        CHECKF(!memcmp(s3, s2 + (size_t)h * n, sizeof(float) * n),
+                               "isa %d dots d=%d n=%d: query %d of %d differs alone",
+                               (int)isas[t], d, n, h, nq);
+                    }
+                    memcpy(x, q, sizeof(float) * nq * d);
+                    memcpy(y, q, sizeof(float) * nq * d);
+                    ref.wsum(x, p, nq, K, n, d);
+                    v.wsum(y, p, nq, K, n, d);
+                    for (int i = 0; i < nq * d; i++)
+                        CHECKF(fabs(x[i] - y[i]) <= 1e-5f * (n + 1) * 2,
+                               "isa %d wsum d=%d n=%d nq=%d i=%d", (int)isas[t], d, n, nq, i);
+                    for (int h = 0; h < nq; h++) {
+                        memcpy(z, q + (size_t)h * d, sizeof(float) * d);
+                        v.wsum(z, p + (size_t)h * n, 1, K, n, d);
+                        CHECKF(!memcmp(z, y + (size_t)h * d, sizeof(float) * d),
+                               "isa %d wsum d=%d n=%d: query %d of %d differs alone",
+                               (int)isas[t], d, n, h, nq);
+                    }
+                    if (have_avx2) {
+                        memcpy(w, q, sizeof(float) * nq * d);
+                        avx2.wsum(w, p, nq, K, n, d);
+                        CHECKF(!memcmp(w, y, sizeof(float) * nq * d),
+                               "isa %d wsum d=%d n=%d nq=%d: not the AVX2 bits", (int)isas[t], d,
+                               n, nq);
+                    }
+                }
+    }
+    if (!tables)
+        test_skip("no SIMD table on this CPU");
 }
 
 /* --- bad files --------------------------------------------------------------- */

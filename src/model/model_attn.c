@@ -5,7 +5,10 @@
  * KV head and a tile, i.e. every query head that reads that KV head (GQA)
  * for every token of the tile, so each cached key and value row is read
  * from memory and converted to float once per task, then used by all of the
- * task's queries while it is in L1. Decode is the tile of one token.
+ * task's queries while it is in L1. Decode is the tile of one token. A
+ * token's query heads go through the vector kernels together (model_vec.h
+ * takes several queries per call), so that an AVX-512 kernel loads each key
+ * and value row once per four of them.
  *
  * Positions are visited in chunks of ATT_CHUNK with an online softmax per
  * query (flash attention's): for each chunk, the query's scores against the
@@ -69,7 +72,7 @@ struct attn_job {
 struct attn_scratch {
     float *kbuf; /* [ATT_CHUNK][head_dim] keys as float */
     float *vbuf; /* [ATT_CHUNK][head_dim_v] values as float */
-    float *sc;   /* [ATT_CHUNK] scores, then weights */
+    float *sc;   /* [G][ATT_CHUNK] scores, then weights (G: query heads per KV head) */
     float *mx;   /* [TG] a segment's running maximum per query */
     float *sum;  /* [TG] its sum of weights */
     float *acc;  /* [TG][head_dim_v] its weighted sum of values */
@@ -84,20 +87,20 @@ size_t attn_job_size(void)
 
 size_t attn_scratch_floats(const model_config *c)
 {
-    size_t tg = (size_t)ATT_TILE * (size_t)(c->n_head / c->n_head_kv);
-    return (size_t)ATT_CHUNK * (size_t)(c->head_dim + c->head_dim_v + 1) +
+    size_t g = (size_t)(c->n_head / c->n_head_kv), tg = (size_t)ATT_TILE * g;
+    return (size_t)ATT_CHUNK * ((size_t)c->head_dim + (size_t)c->head_dim_v + g) +
            tg * (4 + (size_t)c->head_dim_v);
 }
 
 static struct attn_scratch scratch_of(const model_state *s, int thread)
 {
     const model_config *c = &s->m->cfg;
-    size_t tg = (size_t)ATT_TILE * (size_t)(c->n_head / c->n_head_kv);
+    size_t g = (size_t)(c->n_head / c->n_head_kv), tg = (size_t)ATT_TILE * g;
     struct attn_scratch a;
     a.kbuf = s->att_tmp + (size_t)thread * attn_scratch_floats(c);
     a.vbuf = a.kbuf + (size_t)ATT_CHUNK * c->head_dim;
     a.sc = a.vbuf + (size_t)ATT_CHUNK * c->head_dim_v;
-    a.mx = a.sc + ATT_CHUNK;
+    a.mx = a.sc + ATT_CHUNK * g;
     a.sum = a.mx + tg;
     a.acc = a.sum + tg;
     a.rm = a.acc + tg * (size_t)c->head_dim_v;
@@ -111,21 +114,28 @@ static inline int window_lo(const model_config *c, const layer_weights *L, int p
     return L->is_swa && p - c->n_swa + 1 > 0 ? p - c->n_swa + 1 : 0;
 }
 
-/* One query's share of a chunk: keys K and values V (float rows of the
- * chunk's visible part, n of them), into the segment state mx, sum, acc. */
-static void attn_chunk(const model_vec *vk, const model_config *c, const float *q, const float *K,
-                       const float *V, int n, float *sc, float *mx, float *sum, float *acc)
+/* The G query heads of one token that read the same KV head (rows q, hd
+ * apart) against the visible keys K and values V of a chunk (float rows, n
+ * of them): into their segment states mx[G], sum[G], acc[G][hdv]; sc holds
+ * G rows of n scores. Each query gets exactly what it would alone. */
+static void attn_chunk(const model_vec *vk, const model_config *c, const float *q, int G,
+                       const float *K, const float *V, int n, float *sc, float *mx, float *sum,
+                       float *acc)
 {
-    vk->dots(q, K, n, c->head_dim, c->attn_scale, sc);
-    float cm = vk->max(sc, n);
-    if (cm > *mx) {
-        float f = expf(*mx - cm); /* 0 while *mx is -inf */
-        vk->scale(acc, f, c->head_dim_v);
-        *sum *= f;
-        *mx = cm;
+    int hdv = c->head_dim_v;
+    vk->dots(q, G, K, n, c->head_dim, c->attn_scale, sc);
+    for (int h = 0; h < G; h++) {
+        float *sh = sc + (size_t)h * n;
+        float cm = vk->max(sh, n);
+        if (cm > mx[h]) {
+            float f = expf(mx[h] - cm); /* 0 while mx[h] is -inf */
+            vk->scale(acc + (size_t)h * hdv, f, hdv);
+            sum[h] *= f;
+            mx[h] = cm;
+        }
+        sum[h] += vk->exp_sum(sh, n, mx[h]);
     }
-    *sum += vk->exp_sum(sc, n, *mx);
-    vk->wsum(acc, sc, V, n, c->head_dim_v);
+    vk->wsum(acc, sc, G, V, n, hdv);
 }
 
 /* Folds a segment's state (m, l, acc) into a query's result (M, L, out).
@@ -183,12 +193,10 @@ static void segment_run(const struct attn_job *j, const struct attn_scratch *a, 
             int qa = c0 > w ? c0 : w, qb = c0 + ATT_CHUNK <= p ? c0 + ATT_CHUNK : p + 1;
             if (qa >= qb)
                 continue;
-            for (int h = 0; h < G; h++) {
-                int qi = (t - t0) * G + h;
-                const float *q = j->q + ((size_t)t * c->n_head + g * G + h) * hd;
-                attn_chunk(vk, c, q, K + (size_t)(qa - lo) * hd, V + (size_t)(qa - lo) * hdv,
-                           qb - qa, a->sc, &a->mx[qi], &a->sum[qi], a->acc + (size_t)qi * hdv);
-            }
+            int qi = (t - t0) * G; /* its G queries: qi .. qi + G - 1 */
+            const float *q = j->q + ((size_t)t * c->n_head + (size_t)g * G) * hd;
+            attn_chunk(vk, c, q, G, K + (size_t)(qa - lo) * hd, V + (size_t)(qa - lo) * hdv,
+                       qb - qa, a->sc, &a->mx[qi], &a->sum[qi], a->acc + (size_t)qi * hdv);
         }
     }
 }

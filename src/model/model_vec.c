@@ -8,24 +8,27 @@
 #include <pthread.h>
 #include <string.h>
 
-static void ref_dots(const float *q, const float *K, int n, int d, float scale, float *s)
+static void ref_dots(const float *q, int nq, const float *K, int n, int d, float scale, float *s)
 {
-    for (int i = 0; i < n; i++) {
-        const float *k = K + (size_t)i * d;
-        float acc = 0;
-        for (int j = 0; j < d; j++)
-            acc += q[j] * k[j];
-        s[i] = acc * scale;
-    }
+    for (int h = 0; h < nq; h++)
+        for (int i = 0; i < n; i++) {
+            const float *qh = q + (size_t)h * d, *k = K + (size_t)i * d;
+            float acc = 0;
+            for (int j = 0; j < d; j++)
+                acc += qh[j] * k[j];
+            s[(size_t)h * n + i] = acc * scale;
+        }
 }
 
-static void ref_wsum(float *acc, const float *p, const float *V, int n, int d)
+static void ref_wsum(float *acc, const float *p, int nq, const float *V, int n, int d)
 {
-    for (int i = 0; i < n; i++) {
-        const float *v = V + (size_t)i * d;
-        for (int j = 0; j < d; j++)
-            acc[j] += p[i] * v[j];
-    }
+    for (int h = 0; h < nq; h++)
+        for (int i = 0; i < n; i++) {
+            const float *v = V + (size_t)i * d;
+            float *a = acc + (size_t)h * d, w = p[(size_t)h * n + i];
+            for (int j = 0; j < d; j++)
+                a[j] += w * v[j];
+        }
 }
 
 static float ref_max(const float *x, int n)
@@ -138,6 +141,8 @@ int model_vec_for(quant_isa isa, model_vec *out)
     model_vec_ref(out);
     if (isa >= QUANT_ISA_AVX2)
         model_vec_avx2(out);
+    if (isa == QUANT_ISA_AVX512)
+        model_vec_avx512(out);
     return 0;
 }
 

@@ -7,7 +7,13 @@
  * converted between storage types — and this table does it. A scalar
  * reference (model_vec.c) is always built; model_vec_avx2.c (AVX2, FMA,
  * F16C) replaces it at start-up when the CPU has them and quant/ chose an
- * AVX2 or better kernel table (so SPILLWAY_ISA=scalar turns both off).
+ * AVX2 or better kernel table (so SPILLWAY_ISA=scalar turns both off), and
+ * model_vec_avx512.c then replaces attention's two kernels where quant/
+ * chose AVX-512.
+ *
+ * Attention's kernels take several queries at once (the query heads that
+ * share a KV head, GQA): each key and value row is then loaded once for all
+ * of them. What a query gets never depends on how many came with it.
  *
  * Contracts shared by all versions:
  *   - no alignment is required; n may be any count >= 0;
@@ -26,10 +32,12 @@
 #include "quant/quant.h"
 
 typedef struct model_vec {
-    /* s[i] = scale * dot(q, K + i * d) for i < n: n key rows of d floats. */
-    void (*dots)(const float *q, const float *K, int n, int d, float scale, float *s);
-    /* acc[j] += sum over i < n of p[i] * V[i * d + j], for j < d. */
-    void (*wsum)(float *acc, const float *p, const float *V, int n, int d);
+    /* s[h * n + i] = scale * dot(q + h * d, K + i * d) for h < nq, i < n:
+     * nq query rows against n key rows, d floats each. */
+    void (*dots)(const float *q, int nq, const float *K, int n, int d, float scale, float *s);
+    /* acc[h * d + j] += p[h * n + i] * V[i * d + j] for i = 0, 1, ..., n - 1 in
+     * turn, for h < nq, j < d. */
+    void (*wsum)(float *acc, const float *p, int nq, const float *V, int n, int d);
     /* Largest of x[0..n) (-inf when n is 0). */
     float (*max)(const float *x, int n);
     /* x[i] = exp(x[i] - m); returns the sum of the new x. */
@@ -62,5 +70,6 @@ int model_vec_for(quant_isa isa, model_vec *out);
 /* Installers: the reference fills everything, the others what they have. */
 void model_vec_ref(model_vec *v);
 void model_vec_avx2(model_vec *v);
+void model_vec_avx512(model_vec *v);
 
 #endif

@@ -65,9 +65,9 @@ static inline __m256 hsum8x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 
                          _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-/* Eight rows at a time; missing rows of the last group re-read row i and
- * are not stored. */
-static void avx2_dots(const float *q, const float *K, int n, int d, float scale, float *s)
+/* One query: eight rows at a time; missing rows of the last group re-read
+ * row i and are not stored. */
+static void dots1(const float *q, const float *K, int n, int d, float scale, float *s)
 {
     int d8 = d & ~7;
     __m256i m = tail_mask(d - d8);
@@ -104,9 +104,15 @@ static void avx2_dots(const float *q, const float *K, int n, int d, float scale,
     }
 }
 
-/* Stripes of 64 columns (eight accumulators stay in registers across all
- * rows), then of 8, then a masked tail. */
-static void avx2_wsum(float *acc, const float *p, const float *V, int n, int d)
+static void avx2_dots(const float *q, int nq, const float *K, int n, int d, float scale, float *s)
+{
+    for (int h = 0; h < nq; h++)
+        dots1(q + (size_t)h * d, K, n, d, scale, s + (size_t)h * n);
+}
+
+/* One query: stripes of 64 columns (eight accumulators stay in registers
+ * across all rows), then of 8, then a masked tail. */
+static void wsum1(float *acc, const float *p, const float *V, int n, int d)
 {
     int j = 0;
     for (; j + 64 <= d; j += 64) {
@@ -143,6 +149,12 @@ static void avx2_wsum(float *acc, const float *p, const float *V, int n, int d)
                                 _mm256_maskload_ps(V + (size_t)i * d + j, m), a);
         _mm256_maskstore_ps(acc + j, m, a);
     }
+}
+
+static void avx2_wsum(float *acc, const float *p, int nq, const float *V, int n, int d)
+{
+    for (int h = 0; h < nq; h++)
+        wsum1(acc + (size_t)h * d, p + (size_t)h * n, V, n, d);
 }
 
 static float avx2_max(const float *x, int n)
