@@ -206,7 +206,11 @@ print(f"`spillway bench MODEL --threads {threads} --prompt {nprompt} --gen {ngen
       "best sample of the run. Paired: each 4-token block of the decode against a bandwidth "
       "sample taken just before and after it (src/cli/bench_pairs.h): the median over blocks, "
       "and the median over quiet blocks (both samples at >= 90% of the run's best), which is "
-      "the figure for an idle machine. GB = 10^9 bytes.\n")
+      "the figure for an idle machine. GB = 10^9 bytes.")
+kv = sorted({r["kv_type"] for r in rows if r.get("kv_type")})
+print(f"KV cache: {', '.join(kv) or 'unknown'} (spillway's default, as llama.cpp's); "
+      "the bound counts weights only, so the cache's reads at depth 512-640 count against "
+      "the decode.\n")
 print("| model | type | layers | file GB | prompt tok/s | decode tok/s | bytes/token | "
       "bandwidth GB/s | bound tok/s | decode / bound | paired: median | paired: quiet "
       "(blocks) | bandwidth samples GB/s | load avg | notes |")

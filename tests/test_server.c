@@ -762,8 +762,9 @@ TEST(server_sigterm_finishes_running_streams)
 TEST(server_sessions_evicted_lru_when_memory_is_needed)
 {
     test_server s;
-    /* stories: 1280 bytes per position; 200K holds one conversation's worst case */
-    CHECK(ts_start(&s, STORIES, "--parallel 1 --kv-budget 200K") == 0);
+    /* stories: 1280 bytes per position in an f32 cache; 200K holds one
+     * conversation's worst case */
+    CHECK(ts_start(&s, STORIES, "--parallel 1 --kv-budget 200K --kv-type f32") == 0);
     const char *fmt = "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}], "
                       "\"max_tokens\": 60, \"temperature\": 0}";
     char body[512];

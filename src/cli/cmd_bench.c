@@ -71,7 +71,7 @@ static const char *usage_text =
     "  --prompt N        prompt tokens, one batched prefill (default 512; 0 = skip)\n"
     "  --gen N           decode steps, one token each (default 128)\n"
     "  --threads N       threads (default: all CPUs this process may use)\n"
-    "  --kv-type T       KV cache type: f32 (default), f16 or q8_0\n"
+    "  --kv-type T       KV cache type: f16 (default), f32 or q8_0\n"
     "  --no-warmup       skip the warm-up prefill\n"
     "  --models-dir DIR  also look for MODEL names in DIR (repeatable)\n"
     "  --json            print one JSON object\n"
@@ -640,7 +640,7 @@ int cmd_bench(int argc, char **argv)
     const char **dirs = calloc((size_t)argc, sizeof *dirs);
     if (!dirs)
         return cli_fail("bench: out of memory");
-    bench_args a = {.dirs = dirs, .n_prompt = 512, .n_gen = 128, .warmup = true,
+    bench_args a = {.dirs = dirs, .n_prompt = 512, .n_gen = 128, .warmup = true, .kv_type = QT_F16,
                     .store = cli_store_defaults()};
     int status = parse_args(argc, argv, &a);
     char *path = NULL;

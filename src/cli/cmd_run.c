@@ -52,7 +52,7 @@ static const char *usage_text =
     "  --threads N           threads (default: all CPUs this process may use)\n"
     "  --ctx N               context length (default: the model's, capped by memory)\n"
     "  --batch N             prompt tokens per forward step (default 512)\n"
-    "  --kv-type T           KV cache type: f32 (default), f16 or q8_0\n"
+    "  --kv-type T           KV cache type: f16 (default), f32 or q8_0\n"
     "  --models-dir DIR      also look for MODEL names in DIR (repeatable)\n"
     CLI_STORE_USAGE
     "  --verbose             print timings and rates on standard error at the end\n";
@@ -371,7 +371,7 @@ int cmd_run(int argc, char **argv)
     if (!strs)
         return cli_fail("run: out of memory");
     run_args r = {.stops = strs, .dirs = strs + argc, .gp = generator_default_params(),
-                  .go.store = cli_store_defaults()};
+                  .go.store = cli_store_defaults(), .ko.type = QT_F16};
     int status = parse_args(argc, argv, &r);
     char *path = NULL, *input = NULL;
     sw_err err = {0};

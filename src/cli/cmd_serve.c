@@ -41,7 +41,7 @@ static const char *usage_text =
     "  --ctx N               context per session (default: the model's, capped by memory)\n"
     "  --sessions N          conversations whose KV caches are kept (default 4 x parallel)\n"
     "  --kv-budget SIZE      memory the sessions' KV caches may use (default 1/4 of free)\n"
-    "  --kv-type T           KV cache type: f32 (default), f16 or q8_0\n"
+    "  --kv-type T           KV cache type: f16 (default), f32 or q8_0\n"
     "  --prefill-chunk N     prompt tokens per step while others generate (default 128)\n"
     "  --batch N             most tokens per forward call (default 512)\n"
     "  --threads N           compute threads (default: all CPUs this process may use)\n"
@@ -227,6 +227,7 @@ int cmd_serve(int argc, char **argv)
     a.so.port = 8080;
     a.eo.n_parallel = 4;
     a.eo.n_queue = 64;
+    a.eo.kv_type = SW_KV_F16; /* as llama.cpp and Ollama: half the bytes of f32 */
     int st = parse_args(argc, argv, &a);
     if (st >= 0) {
         free(dirs);
