@@ -934,6 +934,16 @@ TEST(model_vec_kernels)
         best.f16_to_f32(h1, y, n);
         CHECK(!memcmp(x, y, sizeof(float) * n));
     }
+    /* RoPE: the same bits as the reference, both pairings, every tail */
+    for (int n_rot = 2; n_rot <= 160; n_rot += (n_rot < 40 ? 2 : 30)) {
+        for (int adj = 0; adj < 2; adj++) {
+            memcpy(x, a, sizeof(float) * n_rot);
+            memcpy(y, a, sizeof(float) * n_rot);
+            ref.rope(x, b, n_rot, adj);
+            best.rope(y, b, n_rot, adj);
+            CHECKF(!memcmp(x, y, sizeof(float) * n_rot), "rope n_rot=%d adjacent=%d", n_rot, adj);
+        }
+    }
     /* exp's edges: far below and above the clamp, and NaN */
     float edge[8] = {-200.0f, -87.5f, 0.0f, 88.5f, 1000.0f, NAN, -INFINITY, 1.0f};
     memcpy(y, edge, sizeof edge);

@@ -190,18 +190,7 @@ void ops_rope_table(const model *m, int pos, float *cs)
 
 void ops_rope_apply(float *x, const float *cs, int n_rot, rope_pairing pairing)
 {
-    int half = n_rot / 2;
-    /* pair i is (x[a], x[b]): adjacent (2i, 2i+1) or halves (i, i + half) */
-    int step = pairing == ROPE_ADJACENT ? 2 : 1, other = pairing == ROPE_ADJACENT ? 1 : half;
-    for (int i = 0; i < half; i++) {
-        float c = cs[2 * i], s = cs[2 * i + 1];
-        float *a = x + i * step, *b = a + other;
-        float x0 = *a, x1 = *b;
-        /* one rounding less than x0 c - x1 s, and what llama.cpp's compilers
-         * make of it (the first product fused) */
-        *a = fmaf(x0, c, -(x1 * s));
-        *b = fmaf(x0, s, x1 * c);
-    }
+    model_vec_get()->rope(x, cs, n_rot, pairing == ROPE_ADJACENT);
 }
 
 static void glu_task(void *arg, int task, int n_tasks, int thread)

@@ -100,6 +100,20 @@ static void ref_f16_to_f32(const uint16_t *x, float *y, int n)
         y[i] = quant_f16_to_f32(x[i]);
 }
 
+static void ref_rope(float *x, const float *cs, int n_rot, bool adjacent)
+{
+    int half = n_rot / 2, step = adjacent ? 2 : 1, other = adjacent ? 1 : half;
+    for (int i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        float *a = x + i * step, *b = a + other;
+        float x0 = *a, x1 = *b;
+        /* one rounding less than x0 c - x1 s, and what llama.cpp's compilers
+         * make of it (the first product fused) */
+        *a = fmaf(x0, c, -(x1 * s));
+        *b = fmaf(x0, s, x1 * c);
+    }
+}
+
 static void ref_f32_to_f16(const float *x, uint16_t *y, int n)
 {
     for (int i = 0; i < n; i++)
@@ -128,6 +142,7 @@ void model_vec_ref(model_vec *v)
         .rms_apply = ref_rms_apply,
         .silu_mul = ref_silu_mul,
         .swiglu_oai = ref_swiglu_oai,
+        .rope = ref_rope,
         .f16_to_f32 = ref_f16_to_f32,
         .f32_to_f16 = ref_f32_to_f16,
         .q8_0_to_f32 = ref_q8_0_to_f32,

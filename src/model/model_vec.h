@@ -26,6 +26,7 @@
 #ifndef SW_MODEL_VEC_H
 #define SW_MODEL_VEC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "quant/blocks.h"
@@ -55,6 +56,11 @@ typedef struct model_vec {
     /* gpt-oss: x = min(g, limit), y = clamp(u, -limit, limit),
      * g[i] = x * sigmoid(alpha x) * (y + 1). */
     void (*swiglu_oai)(float *g, const float *u, int n, float limit, float alpha);
+    /* RoPE of one head: pair i (i < n_rot / 2) is (x[2i], x[2i+1]) when
+     * adjacent, else (x[i], x[i + n_rot/2]); with c, s = cs[2i], cs[2i+1] it
+     * becomes (fma(x0, c, -(x1 s)), fma(x0, s, x1 c)), every version to the
+     * same bits (the products and the fused operations are exact IEEE). */
+    void (*rope)(float *x, const float *cs, int n_rot, bool adjacent);
     /* Storage conversions of KV rows (exact, round to nearest even). */
     void (*f16_to_f32)(const uint16_t *x, float *y, int n);
     void (*f32_to_f16)(const float *x, uint16_t *y, int n);

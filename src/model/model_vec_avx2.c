@@ -295,6 +295,33 @@ static void avx2_swiglu_oai(float *g, const float *u, int n, float limit, float 
     }
 }
 
+/* Halves pairing eight pairs at a time (cs de-interleaved by two shuffles
+ * and a lane permute); the adjacent pairing and the tail pair by pair, with
+ * the same fused operations. */
+static void avx2_rope(float *x, const float *cs, int n_rot, bool adjacent)
+{
+    int half = n_rot / 2, i = 0;
+    if (!adjacent)
+        for (; i + 8 <= half; i += 8) {
+            __m256 lo = _mm256_loadu_ps(cs + 2 * i), hi = _mm256_loadu_ps(cs + 2 * i + 8);
+            __m256 c = _mm256_castpd_ps(
+                _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+            __m256 s = _mm256_castpd_ps(
+                _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + half + i);
+            _mm256_storeu_ps(x + i, _mm256_fmsub_ps(x0, c, _mm256_mul_ps(x1, s)));
+            _mm256_storeu_ps(x + half + i, _mm256_fmadd_ps(x0, s, _mm256_mul_ps(x1, c)));
+        }
+    int step = adjacent ? 2 : 1, other = adjacent ? 1 : half;
+    for (; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        float *a = x + i * step, *b = a + other;
+        float x0 = *a, x1 = *b;
+        *a = fmaf(x0, c, -(x1 * s)); /* one vfmadd with -mfma */
+        *b = fmaf(x0, s, x1 * c);
+    }
+}
+
 static void avx2_f16_to_f32(const uint16_t *x, float *y, int n)
 {
     int i = 0;
@@ -338,6 +365,7 @@ void model_vec_avx2(model_vec *v)
     v->rms_apply = avx2_rms_apply;
     v->silu_mul = avx2_silu_mul;
     v->swiglu_oai = avx2_swiglu_oai;
+    v->rope = avx2_rope;
     v->f16_to_f32 = avx2_f16_to_f32;
     v->f32_to_f16 = avx2_f32_to_f16;
     v->q8_0_to_f32 = avx2_q8_0_to_f32;
