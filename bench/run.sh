@@ -208,9 +208,9 @@ print(f"`spillway bench MODEL --threads {threads} --prompt {nprompt} --gen {ngen
       "and the median over quiet blocks (both samples at >= 90% of the run's best), which is "
       "the figure for an idle machine. GB = 10^9 bytes.")
 kv = sorted({r["kv_type"] for r in rows if r.get("kv_type")})
-print(f"KV cache: {', '.join(kv) or 'unknown'} (spillway's default, as llama.cpp's); "
-      "the bound counts weights only, so the cache's reads at depth 512-640 count against "
-      "the decode.\n")
+print(f"KV cache: {', '.join(kv) or 'unknown'} (spillway's default, as llama.cpp's). The bound "
+      "counts weight bytes only: reading the cache (up to prompt + decode positions) counts "
+      "against the decode.\n")
 print("| model | type | layers | file GB | prompt tok/s | decode tok/s | bytes/token | "
       "bandwidth GB/s | bound tok/s | decode / bound | paired: median | paired: quiet "
       "(blocks) | bandwidth samples GB/s | load avg | notes |")
