@@ -164,6 +164,16 @@ static void result_init(const struct attn_job *j, int t, int head, float *M, flo
     *L = sinks ? 1.0f : 0.0f;
 }
 
+/* Asks for [p, p + bytes) at once, into L2: a segment's key or value rows,
+ * so that each chunk's conversion finds them in cache instead of waiting on
+ * DRAM a line at a time (a decode step reads the whole cache, which the
+ * weights streamed since the last step have pushed out of every cache). */
+static void prefetch_l2(const uint8_t *p, size_t bytes)
+{
+    for (size_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch(p + o, 0, 2);
+}
+
 /* Segment seg's state for KV head g and tokens [t0, t1) into a's mx, sum, acc. */
 static void segment_run(const struct attn_job *j, const struct attn_scratch *a, int g, int t0,
                         int t1, int seg)
@@ -181,6 +191,11 @@ static void segment_run(const struct attn_job *j, const struct attn_scratch *a, 
 
     int first = window_lo(c, j->L, j->pos + t0), last = j->pos + t1 - 1;
     int s0 = seg * ATT_SEG, s1 = s0 + ATT_SEG;
+    int p_lo = s0 > first ? s0 : first, p_hi = s1 <= last ? s1 : last + 1;
+    if (p_hi > p_lo) {
+        prefetch_l2(kv_row_k(kv, j->layer, g, p_lo), (size_t)(p_hi - p_lo) * kv->row_k);
+        prefetch_l2(kv_row_v(kv, j->layer, g, p_lo), (size_t)(p_hi - p_lo) * kv->row_v);
+    }
     for (int c0 = s0 > first / ATT_CHUNK * ATT_CHUNK ? s0 : first / ATT_CHUNK * ATT_CHUNK;
          c0 < s1 && c0 <= last; c0 += ATT_CHUNK) {
         int lo = c0 > first ? c0 : first, hi = c0 + ATT_CHUNK <= last ? c0 + ATT_CHUNK : last + 1;
