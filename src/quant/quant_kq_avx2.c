@@ -41,16 +41,17 @@ DEFINE_DOT_K4(quant_vec_dot_q5_K_avx2, block_q5_K, K4_QH)
 DEFINE_DOT_K4_MULTI(quant_vec_dot_q4_K_avx2, block_q4_K, K4_NO_QH)
 DEFINE_DOT_K4_MULTI(quant_vec_dot_q5_K_avx2, block_q5_K, K4_QH)
 
-/* Batches of Q4_K and Q5_K (quant_avx2.c installs these). */
+/* --- Q6_K: quant_kq_avx2.h ------------------------------------------- */
+
+DEFINE_DOT_Q6K(quant_vec_dot_q6_K_avx2)
+
+/* Batches of Q4_K, Q5_K and Q6_K (quant_avx2.c installs these). */
 void quant_kq_avx2_act_preps(quant_kernels *k)
 {
     k->act_prep[QT_Q4_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q4_K_avx2_multi, 0, 0};
     k->act_prep[QT_Q5_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q5_K_avx2_multi, 0, 0};
+    k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx2_multi, 0, 0};
 }
-
-/* --- Q6_K: quant_kq_avx2.h ------------------------------------------- */
-
-DEFINE_DOT_Q6K(quant_vec_dot_q6_K_avx2)
 
 /* --- Q3_K -------------------------------------------------------------- */
 

@@ -285,21 +285,32 @@ SIMD_INLINE __m256i q6_half(__m256i sumi, const __m256i u[4], const int8_t *q8, 
     return sumi;
 }
 
+/*
+ * name: one row against one Q8_K row; name##_multi (quant.h: dot_multi):
+ * each super-block's 6-bit weights rebuilt once per half for two Q8_K rows
+ * (Q6_MULTI_MAX; 16 ymm registers), each of which then gets exactly the
+ * one-row operations in their order, so the bits are vec_dot's.
+ */
+#define Q6_MULTI_MAX 2
 #define DEFINE_DOT_Q6K(name)                                                                       \
-    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
+    SIMD_INLINE void name##_row_na(int64_t nb, const block_q6_K *restrict x, const uint8_t *yb,    \
+                                   size_t ys, __m256 *acc, const int NA)                           \
     {                                                                                              \
-        const block_q6_K *x = vx;                                                                  \
-        const block_q8_K *y = vy;                                                                  \
         const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);              \
-        __m256 acc = _mm256_setzero_ps();                                                          \
-        for (int64_t i = 0; i < n / QK_K; i++) {                                                   \
+        for (int64_t i = 0; i < nb; i++) {                                                         \
             simd_prefetch(&x[i], sizeof x[i]);                                                     \
             const __m256i sc_all =                                                                 \
                 _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));               \
-            /* 32 * sum sc * bsums, the offset of u = q + 32, taken off up front */                \
-            const __m256i off =                                                                    \
-                _mm256_slli_epi32(_mm256_madd_epi16(sc_all, loadu256(y[i].bsums)), 5);             \
-            __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), off);                          \
+            const block_q8_K *y[Q6_MULTI_MAX];                                                     \
+            __m256i sumi[Q6_MULTI_MAX];                                                            \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                                   \
+            {                                                                                      \
+                y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;                              \
+                /* 32 * sum sc * bsums, the offset of u = q + 32, taken off up front */            \
+                const __m256i off =                                                                \
+                    _mm256_slli_epi32(_mm256_madd_epi16(sc_all, loadu256(y[v]->bsums)), 5);        \
+                sumi[v] = _mm256_sub_epi32(_mm256_setzero_si256(), off);                           \
+            }                                                                                      \
             for (int h = 0; h < 2; h++) {                                                          \
                 const __m256i l0 = loadu256(x[i].ql + 64 * h);                                     \
                 const __m256i l1 = loadu256(x[i].ql + 64 * h + 32);                                \
@@ -313,12 +324,39 @@ SIMD_INLINE __m256i q6_half(__m256i sumi, const __m256i u[4], const int8_t *q8, 
                     _mm256_or_si256(hi0, _mm256_and_si256(qh, bits45)),                            \
                     _mm256_or_si256(hi1, _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45)),      \
                 };                                                                                 \
-                sumi = q6_half(sumi, u, y[i].qs + 128 * h, scales16_i8(x[i].scales + 8 * h));      \
+                const __m256i sc = scales16_i8(x[i].scales + 8 * h);                               \
+                _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                               \
+                    sumi[v] = q6_half(sumi[v], u, y[v]->qs + 128 * h, sc);                         \
             }                                                                                      \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)),                       \
-                                  _mm256_cvtepi32_ps(sumi), acc);                                  \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                                   \
+                acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * simd_f16(x[i].d)),               \
+                                         _mm256_cvtepi32_ps(sumi[v]), acc[v]);                     \
         }                                                                                          \
+    }                                                                                              \
+    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
+    {                                                                                              \
+        __m256 acc = _mm256_setzero_ps();                                                          \
+        name##_row_na(n / QK_K, vx, vy, 0, &acc, 1);                                               \
         *s = simd_hsum_f32x8(acc);                                                                 \
+    }                                                                                              \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
+                             const void *restrict vx, size_t stride, const void *restrict vy,     \
+                             size_t y_stride)                                                      \
+    {                                                                                              \
+        for (int r = 0; r < nr; r++) {                                                             \
+            const block_q6_K *x = (const block_q6_K *)((const uint8_t *)vx + (size_t)r * stride);  \
+            for (int v0 = 0; v0 < na; v0 += Q6_MULTI_MAX) {                                        \
+                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;                   \
+                __m256 acc[Q6_MULTI_MAX] = {_mm256_setzero_ps(), _mm256_setzero_ps()};             \
+                const int nv = na - v0 < Q6_MULTI_MAX ? na - v0 : Q6_MULTI_MAX;                    \
+                if (nv == 1)                                                                       \
+                    name##_row_na(n / QK_K, x, yb, y_stride, acc, 1);                              \
+                else                                                                               \
+                    name##_row_na(n / QK_K, x, yb, y_stride, acc, 2);                              \
+                for (int v = 0; v < nv; v++)                                                       \
+                    s[(size_t)(v0 + v) * s_stride + r] = simd_hsum_f32x8(acc[v]);                  \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 #define K4_NO_QH(i) NULL
