@@ -102,5 +102,6 @@ void quant_avx2_kernels(quant_kernels *k)
     k->vec_dot[QT_Q6_K] = quant_vec_dot_q6_K_avx2;
     k->vec_dot[QT_IQ4_XS] = quant_vec_dot_iq4_xs_avx2;
     quant_kq_avx2_act_preps(k);
+    b32_act_preps(k);
     quant_avx2_act_kernels(k);
 }

@@ -39,4 +39,5 @@ void quant_avxvnni_kernels(quant_kernels *k)
     k->act_prep[QT_Q4_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q4_K_avxvnni_multi, 0, 0};
     k->act_prep[QT_Q5_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q5_K_avxvnni_multi, 0, 0};
     k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avxvnni_multi, 0, 0};
+    b32_act_preps(k);
 }

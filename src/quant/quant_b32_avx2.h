@@ -70,53 +70,137 @@ static inline __m256 fma_block(float d, __m256i sums, __m256 acc)
     return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sums), acc);
 }
 
-static inline __m256 step_q4_0(const block_q4_0 *x, const block_q8_0 *y, __m256i lut, __m256 acc)
+/* Per type: the block's weights as signed bytes (wide_*) and its scale
+ * (xs_*); a step is then one block's fma_block. */
+static inline __m256i wide_q4_0(const block_q4_0 *x, __m256i lut)
 {
     (void)lut;
-    const __m256i qx = _mm256_sub_epi8(simd_nibbles32(x->qs), _mm256_set1_epi8(8));
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
+    return _mm256_sub_epi8(simd_nibbles32(x->qs), _mm256_set1_epi8(8));
 }
 
-static inline __m256 step_q5_0(const block_q5_0 *x, const block_q8_0 *y, __m256i lut, __m256 acc)
+static inline __m256i wide_q5_0(const block_q5_0 *x, __m256i lut)
 {
     (void)lut;
     const __m256i hi = _mm256_andnot_si256(simd_bits_to_bytes(quant_q5_high_bits(x->qh)),
                                            _mm256_set1_epi8((char)0xF0));
-    const __m256i qx = _mm256_or_si256(simd_nibbles32(x->qs), hi);
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
+    return _mm256_or_si256(simd_nibbles32(x->qs), hi);
 }
 
-static inline __m256 step_q8_0(const block_q8_0 *x, const block_q8_0 *y, __m256i lut, __m256 acc)
+static inline __m256i wide_q8_0(const block_q8_0 *x, __m256i lut)
 {
     (void)lut;
-    const __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
+    return _mm256_loadu_si256((const __m256i *)x->qs);
 }
 
-static inline __m256 step_iq4_nl(const block_iq4_nl *x, const block_q8_0 *y, __m256i lut,
-                                 __m256 acc)
+static inline __m256i wide_iq4_nl(const block_iq4_nl *x, __m256i lut)
 {
-    const __m256i qx = _mm256_shuffle_epi8(lut, simd_nibbles32(x->qs));
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
+    return _mm256_shuffle_epi8(lut, simd_nibbles32(x->qs));
 }
 
-static inline __m256 step_mxfp4(const block_mxfp4 *x, const block_q8_0 *y, __m256i lut,
-                                __m256 acc)
+static inline __m256i wide_mxfp4(const block_mxfp4 *x, __m256i lut)
 {
-    const __m256i qx = _mm256_shuffle_epi8(lut, simd_nibbles32(x->qs));
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    return fma_block(quant_e8m0_half(x->e) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);
+    return _mm256_shuffle_epi8(lut, simd_nibbles32(x->qs));
 }
+
+#define XS_F16(x) simd_f16((x)->d)
+#define XS_E8M0(x) quant_e8m0_half((x)->e)
+
+#define DEFINE_STEP(name, xtype, WIDE, XS)                                                   \
+    static inline __m256 name(const xtype *x, const block_q8_0 *y, __m256i lut, __m256 acc)  \
+    {                                                                                        \
+        const __m256i qx = WIDE(x, lut);                                                     \
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);                       \
+        return fma_block(XS(x) * simd_f16(y->d), simd_dot_i8i8(qx, qy), acc);                \
+    }
+
+DEFINE_STEP(step_q4_0, block_q4_0, wide_q4_0, XS_F16)
+DEFINE_STEP(step_q5_0, block_q5_0, wide_q5_0, XS_F16)
+DEFINE_STEP(step_q8_0, block_q8_0, wide_q8_0, XS_F16)
+DEFINE_STEP(step_iq4_nl, block_iq4_nl, wide_iq4_nl, XS_F16)
+DEFINE_STEP(step_mxfp4, block_mxfp4, wide_mxfp4, XS_E8M0)
 
 DEFINE_DOT32(vec_dot_q4_0, block_q4_0, block_q8_0, step_q4_0, _mm256_setzero_si256())
 DEFINE_DOT32(vec_dot_q5_0, block_q5_0, block_q8_0, step_q5_0, _mm256_setzero_si256())
 DEFINE_DOT32(vec_dot_q8_0, block_q8_0, block_q8_0, step_q8_0, _mm256_setzero_si256())
 DEFINE_DOT32(vec_dot_iq4_nl, block_iq4_nl, block_q8_0, step_iq4_nl, lut_from(kvalues_iq4nl))
 DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, step_mxfp4, lut_from(kvalues_mxfp4))
+
+/*
+ * Batches (quant.h: dot_multi): a block's weight bytes, their magnitudes
+ * and its scale are taken once for up to B32_MULTI_MAX plain Q8_0 rows,
+ * each of which keeps the one-row kernel's two accumulators (even and odd
+ * blocks) and exactly its operations, so the bits are vec_dot's.
+ */
+#define B32_MULTI_MAX 4
+
+/* Block x against activation rows yb, yb + ys, ... (NA of them, block i
+ * of each), into acc[v]. */
+#define B32_BLOCK_NA(x, i, WIDE, XS, acc, NA)                                                \
+    do {                                                                                     \
+        const __m256i qx_ = WIDE(x, lut), ax_ = _mm256_sign_epi8(qx_, qx_);                  \
+        const float xd_ = XS(x);                                                             \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                 \
+        {                                                                                    \
+            const block_q8_0 *y_ = (const block_q8_0 *)(yb + (size_t)v * ys) + (i);          \
+            const __m256i qy_ = _mm256_loadu_si256((const __m256i *)y_->qs);                 \
+            acc[v] = fma_block(xd_ * simd_f16(y_->d),                                        \
+                               simd_dot_u8i8(ax_, _mm256_sign_epi8(qy_, qx_)), acc[v]);      \
+        }                                                                                    \
+    } while (0)
+
+#define DEFINE_DOT32_MULTI(name, xtype, WIDE, XS, LUT)                                       \
+    SIMD_INLINE void name##_row_na(int64_t nb, const xtype *restrict x, const uint8_t *yb,   \
+                                   size_t ys, float *out, size_t s_stride, const int NA)     \
+    {                                                                                        \
+        const __m256i lut = LUT;                                                             \
+        __m256 a0[B32_MULTI_MAX], a1[B32_MULTI_MAX];                                         \
+        for (int v = 0; v < NA; v++)                                                         \
+            a0[v] = a1[v] = _mm256_setzero_ps();                                             \
+        int64_t i = 0;                                                                       \
+        for (; i + 2 <= nb; i += 2) {                                                        \
+            simd_prefetch(x + i, 2 * sizeof *x);                                             \
+            B32_BLOCK_NA(x + i, i, WIDE, XS, a0, NA);                                        \
+            B32_BLOCK_NA(x + i + 1, i + 1, WIDE, XS, a1, NA);                                \
+        }                                                                                    \
+        if (i < nb)                                                                          \
+            B32_BLOCK_NA(x + i, i, WIDE, XS, a0, NA);                                        \
+        for (int v = 0; v < NA; v++)                                                         \
+            out[(size_t)v * s_stride] = simd_hsum_f32x8(_mm256_add_ps(a0[v], a1[v]));         \
+    }                                                                                        \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride, \
+                             const void *restrict vx, size_t stride, const void *restrict vy,\
+                             size_t y_stride)                                                \
+    {                                                                                        \
+        for (int r = 0; r < nr; r++) {                                                       \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);      \
+            for (int v0 = 0; v0 < na; v0 += B32_MULTI_MAX) {                                 \
+                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;             \
+                float *out = s + (size_t)v0 * s_stride + r;                                  \
+                switch (na - v0 < B32_MULTI_MAX ? na - v0 : B32_MULTI_MAX) {                 \
+                case 1: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 1); break;     \
+                case 2: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 2); break;     \
+                case 3: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 3); break;     \
+                default: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 4); break;    \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+DEFINE_DOT32_MULTI(vec_dot_q4_0, block_q4_0, wide_q4_0, XS_F16, _mm256_setzero_si256())
+DEFINE_DOT32_MULTI(vec_dot_q5_0, block_q5_0, wide_q5_0, XS_F16, _mm256_setzero_si256())
+DEFINE_DOT32_MULTI(vec_dot_q8_0, block_q8_0, wide_q8_0, XS_F16, _mm256_setzero_si256())
+DEFINE_DOT32_MULTI(vec_dot_iq4_nl, block_iq4_nl, wide_iq4_nl, XS_F16, lut_from(kvalues_iq4nl))
+DEFINE_DOT32_MULTI(vec_dot_mxfp4, block_mxfp4, wide_mxfp4, XS_E8M0, lut_from(kvalues_mxfp4))
+
+/* The batched entries of the types above, into k (each including table). */
+static inline void b32_act_preps(quant_kernels *k)
+{
+    k->act_prep[QT_Q4_0] = (quant_act_prep){NULL, NULL, vec_dot_q4_0_multi, 0, 0};
+    k->act_prep[QT_Q5_0] = (quant_act_prep){NULL, NULL, vec_dot_q5_0_multi, 0, 0};
+    k->act_prep[QT_Q8_0] = (quant_act_prep){NULL, NULL, vec_dot_q8_0_multi, 0, 0};
+    k->act_prep[QT_IQ4_NL] = (quant_act_prep){NULL, NULL, vec_dot_iq4_nl_multi, 0, 0};
+    k->act_prep[QT_MXFP4] = (quant_act_prep){NULL, NULL, vec_dot_mxfp4_multi, 0, 0};
+}
 
 /* --- 32-element blocks with a min, against Q8_1 ------------------------ */
 
