@@ -133,6 +133,28 @@ DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, step_mxfp4, lut_from(kvalue
  */
 #define B32_MULTI_MAX 4
 
+/* name##_multi (quant.h: quant_dot_multi_fn) over name##_row_na, B32_MULTI_MAX
+ * activations at a time (a constant count per call, for registers). */
+#define B32_MULTI_ENTRY(name, xtype)                                                         \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride, \
+                             const void *restrict vx, size_t stride, const void *restrict vy,\
+                             size_t y_stride)                                                \
+    {                                                                                        \
+        for (int r = 0; r < nr; r++) {                                                       \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);      \
+            for (int v0 = 0; v0 < na; v0 += B32_MULTI_MAX) {                                 \
+                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;             \
+                float *out = s + (size_t)v0 * s_stride + r;                                  \
+                switch (na - v0 < B32_MULTI_MAX ? na - v0 : B32_MULTI_MAX) {                 \
+                case 1: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 1); break;     \
+                case 2: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 2); break;     \
+                case 3: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 3); break;     \
+                default: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 4); break;    \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+
 /* Block x against activation rows yb, yb + ys, ... (NA of them, block i
  * of each), into acc[v]. */
 #define B32_BLOCK_NA(x, i, WIDE, XS, acc, NA)                                                \
@@ -167,24 +189,7 @@ DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, step_mxfp4, lut_from(kvalue
         for (int v = 0; v < NA; v++)                                                         \
             out[(size_t)v * s_stride] = simd_hsum_f32x8(_mm256_add_ps(a0[v], a1[v]));         \
     }                                                                                        \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride, \
-                             const void *restrict vx, size_t stride, const void *restrict vy,\
-                             size_t y_stride)                                                \
-    {                                                                                        \
-        for (int r = 0; r < nr; r++) {                                                       \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);      \
-            for (int v0 = 0; v0 < na; v0 += B32_MULTI_MAX) {                                 \
-                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;             \
-                float *out = s + (size_t)v0 * s_stride + r;                                  \
-                switch (na - v0 < B32_MULTI_MAX ? na - v0 : B32_MULTI_MAX) {                 \
-                case 1: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 1); break;     \
-                case 2: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 2); break;     \
-                case 3: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 3); break;     \
-                default: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 4); break;    \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-    }
+    B32_MULTI_ENTRY(name, xtype)
 
 DEFINE_DOT32_MULTI(vec_dot_q4_0, block_q4_0, wide_q4_0, XS_F16, _mm256_setzero_si256())
 DEFINE_DOT32_MULTI(vec_dot_q5_0, block_q5_0, wide_q5_0, XS_F16, _mm256_setzero_si256())
@@ -192,15 +197,6 @@ DEFINE_DOT32_MULTI(vec_dot_q8_0, block_q8_0, wide_q8_0, XS_F16, _mm256_setzero_s
 DEFINE_DOT32_MULTI(vec_dot_iq4_nl, block_iq4_nl, wide_iq4_nl, XS_F16, lut_from(kvalues_iq4nl))
 DEFINE_DOT32_MULTI(vec_dot_mxfp4, block_mxfp4, wide_mxfp4, XS_E8M0, lut_from(kvalues_mxfp4))
 
-/* The batched entries of the types above, into k (each including table). */
-static inline void b32_act_preps(quant_kernels *k)
-{
-    k->act_prep[QT_Q4_0] = (quant_act_prep){NULL, NULL, vec_dot_q4_0_multi, 0, 0};
-    k->act_prep[QT_Q5_0] = (quant_act_prep){NULL, NULL, vec_dot_q5_0_multi, 0, 0};
-    k->act_prep[QT_Q8_0] = (quant_act_prep){NULL, NULL, vec_dot_q8_0_multi, 0, 0};
-    k->act_prep[QT_IQ4_NL] = (quant_act_prep){NULL, NULL, vec_dot_iq4_nl_multi, 0, 0};
-    k->act_prep[QT_MXFP4] = (quant_act_prep){NULL, NULL, vec_dot_mxfp4_multi, 0, 0};
-}
 
 /* --- 32-element blocks with a min, against Q8_1 ------------------------ */
 
@@ -208,22 +204,29 @@ static inline void b32_act_preps(quant_kernels *k)
  * sum (d q + m) y_d y_q = d y_d * sum(q y_q) + m * s, with s = y_d * sum(y_q)
  * stored in the Q8_1 block. The m * s terms go to a scalar per chain.
  */
-static inline __m256 step_q4_1(const block_q4_1 *x, const block_q8_1 *y, __m256 acc, float *ms)
+static inline __m256i wide_q4_1(const block_q4_1 *x)
 {
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    *ms += simd_f16(x->m) * simd_f16(y->s);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_u8i8(simd_nibbles32(x->qs), qy), acc);
+    return simd_nibbles32(x->qs);
 }
 
-static inline __m256 step_q5_1(const block_q5_1 *x, const block_q8_1 *y, __m256 acc, float *ms)
+static inline __m256i wide_q5_1(const block_q5_1 *x)
 {
     const __m256i hi = _mm256_and_si256(simd_bits_to_bytes(quant_q5_high_bits(x->qh)),
                                         _mm256_set1_epi8(0x10));
-    const __m256i qx = _mm256_or_si256(simd_nibbles32(x->qs), hi);
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-    *ms += simd_f16(x->m) * simd_f16(y->s);
-    return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_u8i8(qx, qy), acc);
+    return _mm256_or_si256(simd_nibbles32(x->qs), hi);
 }
+
+#define DEFINE_STEP_MIN(name, xtype, WIDE)                                                   \
+    static inline __m256 name(const xtype *x, const block_q8_1 *y, __m256 acc, float *ms)    \
+    {                                                                                        \
+        const __m256i qx = WIDE(x);                                                          \
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);                       \
+        *ms += simd_f16(x->m) * simd_f16(y->s);                                              \
+        return fma_block(simd_f16(x->d) * simd_f16(y->d), simd_dot_u8i8(qx, qy), acc);       \
+    }
+
+DEFINE_STEP_MIN(step_q4_1, block_q4_1, wide_q4_1)
+DEFINE_STEP_MIN(step_q5_1, block_q5_1, wide_q5_1)
 
 #define DEFINE_DOT32_MIN(name, xtype, STEP)                                                  \
     static void name(int64_t n, float *restrict s, const void *restrict vx,                  \
@@ -247,5 +250,59 @@ static inline __m256 step_q5_1(const block_q5_1 *x, const block_q8_1 *y, __m256 
 
 DEFINE_DOT32_MIN(vec_dot_q4_1, block_q4_1, step_q4_1)
 DEFINE_DOT32_MIN(vec_dot_q5_1, block_q5_1, step_q5_1)
+
+/* Batches of Q4_1 and Q5_1 against plain Q8_1 rows, as DEFINE_DOT32_MULTI:
+ * per activation the one-row kernel's two accumulators and two min sums. */
+#define B32_MIN_BLOCK_NA(x, i, WIDE, acc, ms, NA)                                            \
+    do {                                                                                     \
+        const __m256i qx_ = WIDE(x);                                                         \
+        const float xd_ = simd_f16((x)->d), xm_ = simd_f16((x)->m);                          \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NA; v++)                                 \
+        {                                                                                    \
+            const block_q8_1 *y_ = (const block_q8_1 *)(yb + (size_t)v * ys) + (i);          \
+            const __m256i qy_ = _mm256_loadu_si256((const __m256i *)y_->qs);                 \
+            ms[v] += xm_ * simd_f16(y_->s);                                                  \
+            acc[v] = fma_block(xd_ * simd_f16(y_->d), simd_dot_u8i8(qx_, qy_), acc[v]);      \
+        }                                                                                    \
+    } while (0)
+
+#define DEFINE_DOT32_MIN_MULTI(name, xtype, WIDE)                                            \
+    SIMD_INLINE void name##_row_na(int64_t nb, const xtype *restrict x, const uint8_t *yb,   \
+                                   size_t ys, float *out, size_t s_stride, const int NA)     \
+    {                                                                                        \
+        __m256 a0[B32_MULTI_MAX], a1[B32_MULTI_MAX];                                         \
+        float m0[B32_MULTI_MAX], m1[B32_MULTI_MAX];                                          \
+        for (int v = 0; v < NA; v++) {                                                       \
+            a0[v] = a1[v] = _mm256_setzero_ps();                                             \
+            m0[v] = m1[v] = 0.0f;                                                            \
+        }                                                                                    \
+        int64_t i = 0;                                                                       \
+        for (; i + 2 <= nb; i += 2) {                                                        \
+            simd_prefetch(x + i, 2 * sizeof *x);                                             \
+            B32_MIN_BLOCK_NA(x + i, i, WIDE, a0, m0, NA);                                    \
+            B32_MIN_BLOCK_NA(x + i + 1, i + 1, WIDE, a1, m1, NA);                            \
+        }                                                                                    \
+        if (i < nb)                                                                          \
+            B32_MIN_BLOCK_NA(x + i, i, WIDE, a0, m0, NA);                                    \
+        for (int v = 0; v < NA; v++)                                                         \
+            out[(size_t)v * s_stride] =                                                      \
+                simd_hsum_f32x8(_mm256_add_ps(a0[v], a1[v])) + (m0[v] + m1[v]);             \
+    }                                                                                        \
+    B32_MULTI_ENTRY(name, xtype)
+
+DEFINE_DOT32_MIN_MULTI(vec_dot_q4_1, block_q4_1, wide_q4_1)
+DEFINE_DOT32_MIN_MULTI(vec_dot_q5_1, block_q5_1, wide_q5_1)
+
+/* The batched entries of the 32-element types, into k (each including table). */
+static inline void b32_act_preps(quant_kernels *k)
+{
+    k->act_prep[QT_Q4_0] = (quant_act_prep){NULL, NULL, vec_dot_q4_0_multi, 0, 0};
+    k->act_prep[QT_Q5_0] = (quant_act_prep){NULL, NULL, vec_dot_q5_0_multi, 0, 0};
+    k->act_prep[QT_Q8_0] = (quant_act_prep){NULL, NULL, vec_dot_q8_0_multi, 0, 0};
+    k->act_prep[QT_IQ4_NL] = (quant_act_prep){NULL, NULL, vec_dot_iq4_nl_multi, 0, 0};
+    k->act_prep[QT_MXFP4] = (quant_act_prep){NULL, NULL, vec_dot_mxfp4_multi, 0, 0};
+    k->act_prep[QT_Q4_1] = (quant_act_prep){NULL, NULL, vec_dot_q4_1_multi, 0, 0};
+    k->act_prep[QT_Q5_1] = (quant_act_prep){NULL, NULL, vec_dot_q5_1_multi, 0, 0};
+}
 
 #endif
