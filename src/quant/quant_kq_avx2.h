@@ -189,16 +189,42 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
     }
 
 /*
- * Batches (quant.h: dot_multi): each super-block's scales, mins and weight
- * bytes are unpacked once for two plain Q8_K rows (two, not four: 16 ymm
- * registers), each of which then gets exactly k4_superblock's operations
- * in its order, so the bits are vec_dot's.
+ * name##_multi (quant.h: quant_dot_multi_fn) over name##_row_na(nb, x, yb,
+ * ys, out, s_stride, NA), which leaves its NA (1 or 2: 16 ymm registers)
+ * results at out, s_stride apart; a constant NA per call, for registers.
  */
-#define K4_MULTI_MAX 2
+#define KQ_MULTI_MAX 2
+#define KQ_MULTI_ENTRY(name, xtype)                                                                \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
+                             const void *restrict vx, size_t stride, const void *restrict vy,     \
+                             size_t y_stride)                                                      \
+    {                                                                                              \
+        for (int r = 0; r < nr; r++) {                                                             \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
+            for (int v0 = 0; v0 < na; v0 += KQ_MULTI_MAX) {                                        \
+                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;                   \
+                float *out = s + (size_t)v0 * s_stride + r;                                        \
+                if (na - v0 == 1)                                                                  \
+                    name##_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 1);                    \
+                else                                                                               \
+                    name##_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 2);                    \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+/*
+ * Batches (quant.h: dot_multi): each super-block's scales, mins and weight
+ * bytes are unpacked once for two plain Q8_K rows, each of which then gets
+ * exactly k4_superblock's operations in its order, so the bits are
+ * vec_dot's.
+ */
 #define DEFINE_DOT_K4_MULTI(name, xtype, QH)                                                       \
     SIMD_INLINE void name##_row_na(int64_t nb, const xtype *restrict x, const uint8_t *yb,         \
-                                   size_t ys, __m256 *acc, __m256 *mins, const int NA)             \
+                                   size_t ys, float *out, size_t s_stride, const int NA)           \
     {                                                                                              \
+        __m256 acc[KQ_MULTI_MAX], mins[KQ_MULTI_MAX];                                              \
+        for (int v = 0; v < NA; v++)                                                               \
+            acc[v] = mins[v] = _mm256_setzero_ps();                                                \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             simd_prefetch(&x[i], sizeof x[i]);                                                     \
             const __m128i sm = simd_k4_scales_mins(x[i].scales);                                   \
@@ -206,9 +232,9 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
             const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));                 \
             const uint8_t *qh = QH(i);                                                             \
             const __m256i hb = qh ? loadu256(qh) : _mm256_setzero_si256();                         \
-            const block_q8_K *y[K4_MULTI_MAX];                                                     \
-            __m128 dd[K4_MULTI_MAX];                                                               \
-            __m256i sumi[K4_MULTI_MAX];                                                            \
+            const block_q8_K *y[KQ_MULTI_MAX];                                                     \
+            __m128 dd[KQ_MULTI_MAX];                                                               \
+            __m256i sumi[KQ_MULTI_MAX];                                                            \
             _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                                   \
             {                                                                                      \
                 y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;                              \
@@ -227,29 +253,10 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
                 acc[v] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd[v]),                             \
                                          _mm256_cvtepi32_ps(sumi[v]), acc[v]);                     \
         }                                                                                          \
+        for (int v = 0; v < NA; v++)                                                               \
+            out[(size_t)v * s_stride] = simd_hsum_f32x8(_mm256_sub_ps(acc[v], mins[v]));           \
     }                                                                                              \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
-                             const void *restrict vx, size_t stride, const void *restrict vy,     \
-                             size_t y_stride)                                                      \
-    {                                                                                              \
-        for (int r = 0; r < nr; r++) {                                                             \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
-            for (int v0 = 0; v0 < na; v0 += K4_MULTI_MAX) {                                        \
-                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;                   \
-                __m256 acc[K4_MULTI_MAX], mins[K4_MULTI_MAX];                                      \
-                for (int v = 0; v < K4_MULTI_MAX; v++)                                             \
-                    acc[v] = mins[v] = _mm256_setzero_ps();                                        \
-                const int nv = na - v0 < K4_MULTI_MAX ? na - v0 : K4_MULTI_MAX;                    \
-                if (nv == 1)                                                                       \
-                    name##_row_na(n / QK_K, x, yb, y_stride, acc, mins, 1);                        \
-                else                                                                               \
-                    name##_row_na(n / QK_K, x, yb, y_stride, acc, mins, 2);                        \
-                for (int v = 0; v < nv; v++)                                                       \
-                    s[(size_t)(v0 + v) * s_stride + r] =                                           \
-                        simd_hsum_f32x8(_mm256_sub_ps(acc[v], mins[v]));                           \
-            }                                                                                      \
-        }                                                                                          \
-    }
+    KQ_MULTI_ENTRY(name, xtype)
 
 /*
  * Q6_K: two halves of 128; in half h, with ql = ql + 64h and qh = qh + 32h,
@@ -287,22 +294,24 @@ SIMD_INLINE __m256i q6_half(__m256i sumi, const __m256i u[4], const int8_t *q8, 
 
 /*
  * name: one row against one Q8_K row; name##_multi (quant.h: dot_multi):
- * each super-block's 6-bit weights rebuilt once per half for two Q8_K rows
- * (Q6_MULTI_MAX; 16 ymm registers), each of which then gets exactly the
- * one-row operations in their order, so the bits are vec_dot's.
+ * each super-block's 6-bit weights rebuilt once per half for two Q8_K rows,
+ * each of which then gets exactly the one-row operations in their order,
+ * so the bits are vec_dot's.
  */
-#define Q6_MULTI_MAX 2
 #define DEFINE_DOT_Q6K(name)                                                                       \
     SIMD_INLINE void name##_row_na(int64_t nb, const block_q6_K *restrict x, const uint8_t *yb,    \
-                                   size_t ys, __m256 *acc, const int NA)                           \
+                                   size_t ys, float *out, size_t s_stride, const int NA)           \
     {                                                                                              \
         const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);              \
+        __m256 acc[KQ_MULTI_MAX];                                                                  \
+        for (int v = 0; v < NA; v++)                                                               \
+            acc[v] = _mm256_setzero_ps();                                                          \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             simd_prefetch(&x[i], sizeof x[i]);                                                     \
             const __m256i sc_all =                                                                 \
                 _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));               \
-            const block_q8_K *y[Q6_MULTI_MAX];                                                     \
-            __m256i sumi[Q6_MULTI_MAX];                                                            \
+            const block_q8_K *y[KQ_MULTI_MAX];                                                     \
+            __m256i sumi[KQ_MULTI_MAX];                                                            \
             _Pragma("GCC unroll 2") for (int v = 0; v < NA; v++)                                   \
             {                                                                                      \
                 y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;                              \
@@ -332,32 +341,14 @@ SIMD_INLINE __m256i q6_half(__m256i sumi, const __m256i u[4], const int8_t *q8, 
                 acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * simd_f16(x[i].d)),               \
                                          _mm256_cvtepi32_ps(sumi[v]), acc[v]);                     \
         }                                                                                          \
+        for (int v = 0; v < NA; v++)                                                               \
+            out[(size_t)v * s_stride] = simd_hsum_f32x8(acc[v]);                                   \
     }                                                                                              \
     void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
     {                                                                                              \
-        __m256 acc = _mm256_setzero_ps();                                                          \
-        name##_row_na(n / QK_K, vx, vy, 0, &acc, 1);                                               \
-        *s = simd_hsum_f32x8(acc);                                                                 \
+        name##_row_na(n / QK_K, vx, vy, 0, s, 0, 1);                                               \
     }                                                                                              \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
-                             const void *restrict vx, size_t stride, const void *restrict vy,     \
-                             size_t y_stride)                                                      \
-    {                                                                                              \
-        for (int r = 0; r < nr; r++) {                                                             \
-            const block_q6_K *x = (const block_q6_K *)((const uint8_t *)vx + (size_t)r * stride);  \
-            for (int v0 = 0; v0 < na; v0 += Q6_MULTI_MAX) {                                        \
-                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;                   \
-                __m256 acc[Q6_MULTI_MAX] = {_mm256_setzero_ps(), _mm256_setzero_ps()};             \
-                const int nv = na - v0 < Q6_MULTI_MAX ? na - v0 : Q6_MULTI_MAX;                    \
-                if (nv == 1)                                                                       \
-                    name##_row_na(n / QK_K, x, yb, y_stride, acc, 1);                              \
-                else                                                                               \
-                    name##_row_na(n / QK_K, x, yb, y_stride, acc, 2);                              \
-                for (int v = 0; v < nv; v++)                                                       \
-                    s[(size_t)(v0 + v) * s_stride + r] = simd_hsum_f32x8(acc[v]);                  \
-            }                                                                                      \
-        }                                                                                          \
-    }
+    KQ_MULTI_ENTRY(name, block_q6_K)
 
 #define K4_NO_QH(i) NULL
 #define K4_QH(i) x[i].qh
