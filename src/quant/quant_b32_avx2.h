@@ -71,7 +71,7 @@ static inline __m256 fma_block(float d, __m256i sums, __m256 acc)
 }
 
 /* Per type: the block's weights as signed bytes (wide_*) and its scale
- * (xs_*); a step is then one block's fma_block. */
+ * (XS_*); a step is then one block's fma_block. */
 static inline __m256i wide_q4_0(const block_q4_0 *x, __m256i lut)
 {
     (void)lut;
