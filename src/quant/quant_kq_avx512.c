@@ -624,21 +624,33 @@ void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restric
  * negated where the value is negative (nibbles 0..7); 2 * 127 * 127 fits
  * int16.
  */
-void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                                 const void *restrict vy)
+/* Super-blocks [0, nb) of row x against NA (1..IQ4XS_MULTI_MAX) plain Q8_K
+ * rows at yb, ys bytes apart: each sub-block pair's magnitudes, sign masks
+ * and scales are taken once, and each activation gets the one-row
+ * operations in their order (vec_dot is this with one), so batches give
+ * vec_dot's bits. Results at out, s_stride apart. */
+#define IQ4XS_MULTI_MAX 4
+SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const uint8_t *yb,
+                              size_t ys, float *out, size_t s_stride, const int NA)
 {
-    const block_iq4_xs *x = vx;
-    const block_q8_K *y = vy;
     const __m128i table = _mm_loadu_si128((const __m128i *)kvalues_iq4nl);
     const __m512i lut = _mm512_broadcast_i32x4(_mm_abs_epi8(table)); /* |value| */
     const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11); /* sub-blocks 4k, 4k+1 */
     const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15); /* 4k+2, 4k+3 */
     const __m512i low4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    __m512 acc[IQ4XS_MULTI_MAX];
+    for (int v = 0; v < NA; v++)
+        acc[v] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
         simd_prefetch(&x[i], sizeof x[i]);
         const __m512i sc = scales16_x4(simd_iq4xs_scales(&x[i]));
-        __m512i sumi = _mm512_setzero_si512();
+        const block_q8_K *y[IQ4XS_MULTI_MAX];
+        __m512i sumi[IQ4XS_MULTI_MAX];
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++) {
+            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+            sumi[v] = _mm512_setzero_si512();
+        }
 #pragma GCC unroll 2
         for (int k = 0; k < 2; k++) {
             const __m512i q = load512(x[i].qs + 64 * k);
@@ -646,18 +658,53 @@ void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restr
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
             const __m512i nib[2] = {_mm512_permutex2var_epi64(lo, first, hi),
                                     _mm512_permutex2var_epi64(lo, second, hi)};
+#pragma GCC unroll 2
             for (int j = 0; j < 2; j++) {
                 const int b = 4 * k + 2 * j; /* sub-blocks b, b + 1 */
-                const __m512i y8 = load512(y[i].qs + 32 * b);
                 const __mmask64 neg = _mm512_testn_epi8_mask(nib[j], eight);
-                const __m512i ys = _mm512_mask_sub_epi8(y8, neg, _mm512_setzero_si512(), y8);
-                const __m512i prod = _mm512_maddubs_epi16(_mm512_shuffle_epi8(lut, nib[j]), ys);
-                sumi = _mm512_dpwssd_epi32(sumi, prod, _mm512_shuffle_epi8(sc, PICK_PAIR(b / 2)));
+                const __m512i mag = _mm512_shuffle_epi8(lut, nib[j]);
+                const __m512i pick = _mm512_shuffle_epi8(sc, PICK_PAIR(b / 2));
+#pragma GCC unroll 4
+                for (int v = 0; v < NA; v++) {
+                    const __m512i y8 = load512(y[v]->qs + 32 * b);
+                    const __m512i ysg = _mm512_mask_sub_epi8(y8, neg, _mm512_setzero_si512(), y8);
+                    sumi[v] = _mm512_dpwssd_epi32(sumi[v], _mm512_maddubs_epi16(mag, ysg), pick);
+                }
             }
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * simd_f16(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++)
+            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * simd_f16(x[i].d)),
+                                     _mm512_cvtepi32_ps(sumi[v]), acc[v]);
     }
-    *s = _mm512_reduce_add_ps(acc);
+    for (int v = 0; v < NA; v++)
+        out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]);
+}
+
+void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restrict vx,
+                                 const void *restrict vy)
+{
+    iq4xs_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
+}
+
+/* quant.h: quant_dot_multi_fn, IQ4XS_MULTI_MAX activations at a time. */
+static void iq4xs_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,
+                        const void *restrict vx, size_t stride, const void *restrict vy,
+                        size_t y_stride)
+{
+    for (int r = 0; r < nr; r++) {
+        const block_iq4_xs *x = (const block_iq4_xs *)((const uint8_t *)vx + (size_t)r * stride);
+        for (int v0 = 0; v0 < na; v0 += IQ4XS_MULTI_MAX) {
+            const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;
+            float *out = s + (size_t)v0 * s_stride + r;
+            switch (na - v0 < IQ4XS_MULTI_MAX ? na - v0 : IQ4XS_MULTI_MAX) { /* constant NA */
+            case 1: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 1); break;
+            case 2: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 2); break;
+            case 3: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 3); break;
+            default: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 4); break;
+            }
+        }
+    }
 }
 
 /* --- prepared and batched activations (quant.h: quant_act_prep) --------- */
@@ -670,6 +717,7 @@ void quant_kq_avx512_act_preps(quant_kernels *k)
     k->act_prep[QT_Q5_K] = (quant_act_prep){k4_act_prep, quant_vec_dot_q5_K_avx512_rows_prep,
                                             quant_vec_dot_q5_K_avx512_multi, sizeof(k4_yprep),
                                             (int64_t)K4_PREP_MAX * QK_K};
+    k->act_prep[QT_IQ4_XS] = (quant_act_prep){NULL, NULL, iq4xs_multi, 0, 0};
     /* Q6_K prepares nothing: its dot_multi reads the Q8_K rows */
     k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx512_multi, 0, 0};
 }
