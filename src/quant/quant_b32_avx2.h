@@ -133,28 +133,6 @@ DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, step_mxfp4, lut_from(kvalue
  */
 #define B32_MULTI_MAX 4
 
-/* name##_multi (quant.h: quant_dot_multi_fn) over name##_row_na, B32_MULTI_MAX
- * activations at a time (a constant count per call, for registers). */
-#define B32_MULTI_ENTRY(name, xtype)                                                         \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride, \
-                             const void *restrict vx, size_t stride, const void *restrict vy,\
-                             size_t y_stride)                                                \
-    {                                                                                        \
-        for (int r = 0; r < nr; r++) {                                                       \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);      \
-            for (int v0 = 0; v0 < na; v0 += B32_MULTI_MAX) {                                 \
-                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;             \
-                float *out = s + (size_t)v0 * s_stride + r;                                  \
-                switch (na - v0 < B32_MULTI_MAX ? na - v0 : B32_MULTI_MAX) {                 \
-                case 1: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 1); break;     \
-                case 2: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 2); break;     \
-                case 3: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 3); break;     \
-                default: name##_row_na(n / 32, x, yb, y_stride, out, s_stride, 4); break;    \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-    }
-
 /* Block x against activation rows yb, yb + ys, ... (NA of them, block i
  * of each), into acc[v]. */
 #define B32_BLOCK_NA(x, i, WIDE, XS, acc, NA)                                                \
@@ -189,7 +167,7 @@ DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, step_mxfp4, lut_from(kvalue
         for (int v = 0; v < NA; v++)                                                         \
             out[(size_t)v * s_stride] = simd_hsum_f32x8(_mm256_add_ps(a0[v], a1[v]));         \
     }                                                                                        \
-    B32_MULTI_ENTRY(name, xtype)
+    SIMD_MULTI_ENTRY(name##_multi, name##_row_na, xtype, 32, B32_MULTI_MAX)
 
 DEFINE_DOT32_MULTI(vec_dot_q4_0, block_q4_0, wide_q4_0, XS_F16, _mm256_setzero_si256())
 DEFINE_DOT32_MULTI(vec_dot_q5_0, block_q5_0, wide_q5_0, XS_F16, _mm256_setzero_si256())
@@ -288,7 +266,7 @@ DEFINE_DOT32_MIN(vec_dot_q5_1, block_q5_1, step_q5_1)
             out[(size_t)v * s_stride] =                                                      \
                 simd_hsum_f32x8(_mm256_add_ps(a0[v], a1[v])) + (m0[v] + m1[v]);             \
     }                                                                                        \
-    B32_MULTI_ENTRY(name, xtype)
+    SIMD_MULTI_ENTRY(name##_multi, name##_row_na, xtype, 32, B32_MULTI_MAX)
 
 DEFINE_DOT32_MIN_MULTI(vec_dot_q4_1, block_q4_1, wide_q4_1)
 DEFINE_DOT32_MIN_MULTI(vec_dot_q5_1, block_q5_1, wide_q5_1)

@@ -188,29 +188,9 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
             name##_nr(n, 1, s, x, stride, vy);                                                     \
     }
 
-/*
- * name##_multi (quant.h: quant_dot_multi_fn) over name##_row_na(nb, x, yb,
- * ys, out, s_stride, NA), which leaves its NA (1 or 2: 16 ymm registers)
- * results at out, s_stride apart; a constant NA per call, for registers.
- */
+/* Activations per batched call of the 256-bit super-block kernels (16 ymm
+ * registers). */
 #define KQ_MULTI_MAX 2
-#define KQ_MULTI_ENTRY(name, xtype)                                                                \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
-                             const void *restrict vx, size_t stride, const void *restrict vy,     \
-                             size_t y_stride)                                                      \
-    {                                                                                              \
-        for (int r = 0; r < nr; r++) {                                                             \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
-            for (int v0 = 0; v0 < na; v0 += KQ_MULTI_MAX) {                                        \
-                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;                   \
-                float *out = s + (size_t)v0 * s_stride + r;                                        \
-                if (na - v0 == 1)                                                                  \
-                    name##_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 1);                    \
-                else                                                                               \
-                    name##_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 2);                    \
-            }                                                                                      \
-        }                                                                                          \
-    }
 
 /*
  * Batches (quant.h: dot_multi): each super-block's scales, mins and weight
@@ -256,7 +236,7 @@ SIMD_INLINE __m256 k4_superblock(const uint8_t *qs, const uint8_t *qh, const uin
         for (int v = 0; v < NA; v++)                                                               \
             out[(size_t)v * s_stride] = simd_hsum_f32x8(_mm256_sub_ps(acc[v], mins[v]));           \
     }                                                                                              \
-    KQ_MULTI_ENTRY(name, xtype)
+    SIMD_MULTI_ENTRY(name##_multi, name##_row_na, xtype, QK_K, KQ_MULTI_MAX)
 
 /*
  * Q6_K: two halves of 128; in half h, with ql = ql + 64h and qh = qh + 32h,
@@ -348,7 +328,7 @@ SIMD_INLINE __m256i q6_half(__m256i sumi, const __m256i u[4], const int8_t *q8, 
     {                                                                                              \
         name##_row_na(n / QK_K, vx, vy, 0, s, 0, 1);                                               \
     }                                                                                              \
-    KQ_MULTI_ENTRY(name, block_q6_K)
+    SIMD_MULTI_ENTRY(name##_multi, name##_row_na, block_q6_K, QK_K, KQ_MULTI_MAX)
 
 #define K4_NO_QH(i) NULL
 #define K4_QH(i) x[i].qh

@@ -274,9 +274,8 @@ typedef struct k4_acc {
  * scales, mins and weight bytes are unpacked once for all NA, and each
  * activation has its own accumulators and the same float operations
  * whatever NA is. name##_span: one activation. name##_rows: the rows one
- * after another, y
- * prepared once (or per segment of K4_PREP_MAX for longer rows); name: one
- * row.
+ * after another, y prepared once (or per segment of K4_PREP_MAX for longer
+ * rows); name: one row.
  */
 #define DEFINE_K4_SPAN(name, xtype, HAS_QH)                                                            \
     SIMD_INLINE void name##_span_na(const xtype *restrict x, int64_t i0, int64_t cnt,                  \
@@ -623,12 +622,13 @@ void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restric
  * values are signed (-127..113): vpmaddubsw gets their magnitudes, and y
  * negated where the value is negative (nibbles 0..7); 2 * 127 * 127 fits
  * int16.
+ *
+ * iq4xs_row_na: super-blocks [0, nb) of row x against NA (1..4) plain Q8_K
+ * rows at yb, ys bytes apart, results at out, s_stride apart. Each
+ * sub-block pair's magnitudes, sign masks and scales are taken once, and
+ * each activation gets the one-row operations in their order (vec_dot is
+ * this with one), so batches give vec_dot's bits.
  */
-/* Super-blocks [0, nb) of row x against NA (1..IQ4XS_MULTI_MAX) plain Q8_K
- * rows at yb, ys bytes apart: each sub-block pair's magnitudes, sign masks
- * and scales are taken once, and each activation gets the one-row
- * operations in their order (vec_dot is this with one), so batches give
- * vec_dot's bits. Results at out, s_stride apart. */
 #define IQ4XS_MULTI_MAX 4
 SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const uint8_t *yb,
                               size_t ys, float *out, size_t s_stride, const int NA)
@@ -687,25 +687,7 @@ void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restr
     iq4xs_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
 }
 
-/* quant.h: quant_dot_multi_fn, IQ4XS_MULTI_MAX activations at a time. */
-static void iq4xs_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,
-                        const void *restrict vx, size_t stride, const void *restrict vy,
-                        size_t y_stride)
-{
-    for (int r = 0; r < nr; r++) {
-        const block_iq4_xs *x = (const block_iq4_xs *)((const uint8_t *)vx + (size_t)r * stride);
-        for (int v0 = 0; v0 < na; v0 += IQ4XS_MULTI_MAX) {
-            const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;
-            float *out = s + (size_t)v0 * s_stride + r;
-            switch (na - v0 < IQ4XS_MULTI_MAX ? na - v0 : IQ4XS_MULTI_MAX) { /* constant NA */
-            case 1: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 1); break;
-            case 2: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 2); break;
-            case 3: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 3); break;
-            default: iq4xs_row_na(n / QK_K, x, yb, y_stride, out, s_stride, 4); break;
-            }
-        }
-    }
-}
+SIMD_MULTI_ENTRY(iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, IQ4XS_MULTI_MAX)
 
 /* --- prepared and batched activations (quant.h: quant_act_prep) --------- */
 

@@ -87,6 +87,36 @@ static inline size_t simd_rows_ahead(int nr, size_t stride)
 }
 #define SIMD_ROWS_LONG(stride) (4 * (stride) > SIMD_PREFETCH_BYTES)
 
+/*
+ * A batched entry (quant.h: quant_dot_multi_fn) named `name` over
+ * ROW_NA(nb, x, yb, ys, out, s_stride, NA): one weight row x of xtype
+ * blocks (blck elements each) against NA plain activation rows at yb, ys
+ * bytes apart, results at out, s_stride apart. The activations go MAX (2
+ * or 4) at a time, NA a constant per call so that ROW_NA keeps its
+ * accumulators in registers.
+ */
+#define SIMD_MULTI_ENTRY(name, ROW_NA, xtype, blck, MAX)                                     \
+    static void name(int64_t n, int nr, int na, float *restrict s, size_t s_stride,         \
+                     const void *restrict vx, size_t stride, const void *restrict vy,       \
+                     size_t y_stride)                                                        \
+    {                                                                                        \
+        for (int r = 0; r < nr; r++) {                                                       \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);      \
+            for (int v0 = 0; v0 < na; v0 += (MAX)) {                                         \
+                const uint8_t *yb = (const uint8_t *)vy + (size_t)v0 * y_stride;             \
+                float *out = s + (size_t)v0 * s_stride + r;                                  \
+                switch (na - v0 < (MAX) ? na - v0 : (MAX)) {                                 \
+                case 1: ROW_NA(n / (blck), x, yb, y_stride, out, s_stride, 1); break;        \
+                case 2: ROW_NA(n / (blck), x, yb, y_stride, out, s_stride, 2); break;        \
+                case 3:                                                                      \
+                    ROW_NA(n / (blck), x, yb, y_stride, out, s_stride, 3 < (MAX) ? 3 : (MAX)); \
+                    break;                                                                   \
+                default: ROW_NA(n / (blck), x, yb, y_stride, out, s_stride, (MAX)); break;   \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+
 /* A half-precision scale as float (F16C; exact, like quant_f16_to_f32). */
 static inline float simd_f16(ggml_half h)
 {
