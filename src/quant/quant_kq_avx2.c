@@ -17,6 +17,10 @@
  *   Q6_K               q = u - 32, u in 0..63   -> 32 * sum sc * bsums
  * IQ4_XS has signed table values; it uses the sign trick of quant_avx2.c.
  *
+ * Batches (quant.h: dot_multi): every type here goes through a weight row
+ * once for two activation rows (KQ_MULTI_MAX, set by the 16 registers), each
+ * of which gets the one-row operations in their order: vec_dot's bits.
+ *
  * Scale selection: the sub-block scales are kept as int16 in a register and
  * spread to the lanes of a 32-element group with one pshufb. For 16-element
  * sub-blocks a group spans two of them, one per 128-bit lane.
@@ -45,13 +49,14 @@ DEFINE_DOT_K4_MULTI(quant_vec_dot_q5_K_avx2, block_q5_K, K4_QH)
 
 DEFINE_DOT_Q6K(quant_vec_dot_q6_K_avx2)
 
-/* Batches of Q4_K, Q5_K and Q6_K (quant_avx2.c installs these). */
-void quant_kq_avx2_act_preps(quant_kernels *k)
-{
-    k->act_prep[QT_Q4_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q4_K_avx2_multi, 0, 0};
-    k->act_prep[QT_Q5_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q5_K_avx2_multi, 0, 0};
-    k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx2_multi, 0, 0};
-}
+/*
+ * The three below are _row_na kernels as in quant_kq_avx2.h: super-blocks
+ * [0, nb) of row x against NA (1..KQ_MULTI_MAX) plain Q8_K rows at yb, ys
+ * bytes apart, results at out, s_stride apart. A group's weight bytes and
+ * scale pick are made once for every activation, and each activation gets
+ * the one-row operations in their order (vec_dot is the kernel with one),
+ * so batches give vec_dot's bits.
+ */
 
 /* --- Q3_K -------------------------------------------------------------- */
 
@@ -60,37 +65,59 @@ void quant_kq_avx2_act_preps(quant_kernels *k)
  * 2g..2g+1 of those bytes, with its third bit in bit 4h + g of hmask[l].
  * u = low2 | hbit << 2 = q + 4. Sub-blocks of 16 as in Q6_K.
  */
-void quant_vec_dot_q3_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
-                             const void *restrict vy)
+SIMD_INLINE void q3k_row_na(int64_t nb, const block_q3_K *restrict x, const uint8_t *yb,
+                            size_t ys, float *out, size_t s_stride, const int NA)
 {
-    const block_q3_K *x = vx;
-    const block_q8_K *y = vy;
     const __m256i low2 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    __m256 acc[KQ_MULTI_MAX];
+    for (int v = 0; v < NA; v++)
+        acc[v] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
         simd_prefetch(&x[i], sizeof x[i]);
         const __m128i sc8 = simd_q3k_scales(x[i].scales);
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, loadu256(y[i].bsums)), 2);
-        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), off); /* 4 * sum sc * bsums */
+        const block_q8_K *y[KQ_MULTI_MAX];
+        __m256i sumi[KQ_MULTI_MAX];
+#pragma GCC unroll 2
+        for (int v = 0; v < NA; v++) { /* 4 * sum sc * bsums */
+            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, loadu256(y[v]->bsums)), 2);
+            sumi[v] = _mm256_sub_epi32(_mm256_setzero_si256(), off);
+        }
         const __m256i hm = loadu256(x[i].hmask);
         for (int h = 0; h < 2; h++) {
             const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
             const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(half));
             const __m256i q = loadu256(x[i].qs + 32 * h);
-            const int8_t *q8 = y[i].qs + 128 * h;
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2),
                                                   bit_to(hm, 4 * h + g, 2));
-                const __m256i p = _mm256_maddubs_epi16(u, loadu256(q8 + 32 * g));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK_PAIR(g))));
+                const __m256i pick = _mm256_shuffle_epi8(sc, PICK_PAIR(g));
+#pragma GCC unroll 2
+                for (int v = 0; v < NA; v++) {
+                    const __m256i p = _mm256_maddubs_epi16(u, loadu256(y[v]->qs + 128 * h + 32 * g));
+                    sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, pick));
+                }
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 2
+        for (int v = 0; v < NA; v++)
+            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dx), _mm256_cvtepi32_ps(sumi[v]),
+                                     acc[v]);
     }
-    *s = simd_hsum_f32x8(acc);
+    for (int v = 0; v < NA; v++)
+        out[(size_t)v * s_stride] = simd_hsum_f32x8(acc[v]);
 }
+
+void quant_vec_dot_q3_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                             const void *restrict vy)
+{
+    q3k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
+}
+
+SIMD_MULTI_ENTRY(q3k_multi, q3k_row_na, block_q3_K, QK_K, KQ_MULTI_MAX)
 
 /* --- Q2_K -------------------------------------------------------------- */
 
@@ -98,39 +125,62 @@ void quant_vec_dot_q3_K_avx2(int64_t n, float *restrict s, const void *restrict 
  * Two halves of 128 with 32 bytes of qs each; group g of half h is bits
  * 2g..2g+1. scales[k]: low nibble scale, high nibble min of sub-block k.
  */
-void quant_vec_dot_q2_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
-                             const void *restrict vy)
+SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint8_t *yb,
+                            size_t ys, float *out, size_t s_stride, const int NA)
 {
-    const block_q2_K *x = vx;
-    const block_q8_K *y = vy;
     const __m256i low2 = _mm256_set1_epi8(3);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    __m256 acc[KQ_MULTI_MAX], mins[KQ_MULTI_MAX];
+    for (int v = 0; v < NA; v++)
+        acc[v] = mins[v] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
         simd_prefetch(&x[i], sizeof x[i]);
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
-        const __m256i msum = _mm256_madd_epi16(m16, loadu256(y[i].bsums));
-        mins = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].dmin)), _mm256_cvtepi32_ps(msum), mins);
-
+        const float dmin = simd_f16(x[i].dmin);
+        const block_q8_K *y[KQ_MULTI_MAX];
+        __m256i sumi[KQ_MULTI_MAX];
+#pragma GCC unroll 2
+        for (int v = 0; v < NA; v++) {
+            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+            const __m256i msum = _mm256_madd_epi16(m16, loadu256(y[v]->bsums));
+            mins[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dmin), _mm256_cvtepi32_ps(msum),
+                                      mins[v]);
+            sumi[v] = _mm256_setzero_si256();
+        }
         const __m128i sc8 = _mm_and_si128(raw, low4);
-        __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
             const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(half));
             const __m256i q = loadu256(x[i].qs + 32 * h);
-            const int8_t *q8 = y[i].qs + 128 * h;
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2);
-                const __m256i p = _mm256_maddubs_epi16(u, loadu256(q8 + 32 * g));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK_PAIR(g))));
+                const __m256i pick = _mm256_shuffle_epi8(sc, PICK_PAIR(g));
+#pragma GCC unroll 2
+                for (int v = 0; v < NA; v++) {
+                    const __m256i p = _mm256_maddubs_epi16(u, loadu256(y[v]->qs + 128 * h + 32 * g));
+                    sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, pick));
+                }
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 2
+        for (int v = 0; v < NA; v++)
+            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dx), _mm256_cvtepi32_ps(sumi[v]),
+                                     acc[v]);
     }
-    *s = simd_hsum_f32x8(_mm256_sub_ps(acc, mins));
+    for (int v = 0; v < NA; v++)
+        out[(size_t)v * s_stride] = simd_hsum_f32x8(_mm256_sub_ps(acc[v], mins[v]));
 }
+
+void quant_vec_dot_q2_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
+                             const void *restrict vy)
+{
+    q2k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
+}
+
+SIMD_MULTI_ENTRY(q2k_multi, q2k_row_na, block_q2_K, QK_K, KQ_MULTI_MAX)
 
 /* --- IQ4_XS ------------------------------------------------------------ */
 
@@ -138,25 +188,61 @@ void quant_vec_dot_q2_K_avx2(int64_t n, float *restrict s, const void *restrict 
  * 8 sub-blocks of 32; sub-block b's 16 qs bytes hold elements 0..15 in their
  * low nibbles and 16..31 in their high ones, mapped through kvalues_iq4nl.
  */
+SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const uint8_t *yb,
+                              size_t ys, float *out, size_t s_stride, const int NA)
+{
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
+    __m256 acc[KQ_MULTI_MAX];
+    for (int v = 0; v < NA; v++)
+        acc[v] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
+        const __m256i sc = _mm256_broadcastsi128_si256(simd_iq4xs_scales(&x[i]));
+        const block_q8_K *y[KQ_MULTI_MAX];
+        __m256i sumi[KQ_MULTI_MAX];
+#pragma GCC unroll 2
+        for (int v = 0; v < NA; v++) {
+            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+            sumi[v] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 8
+        for (int b = 0; b < 8; b++) {
+            const __m256i w = _mm256_shuffle_epi8(lut, simd_nibbles32(x[i].qs + 16 * b));
+            const __m256i mag = _mm256_sign_epi8(w, w);
+            const __m256i pick = _mm256_shuffle_epi8(sc, PICK(b));
+#pragma GCC unroll 2
+            for (int v = 0; v < NA; v++) {
+                const __m256i q8 = loadu256(y[v]->qs + 32 * b);
+                const __m256i p = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(q8, w));
+                sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, pick));
+            }
+        }
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 2
+        for (int v = 0; v < NA; v++)
+            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dx), _mm256_cvtepi32_ps(sumi[v]),
+                                     acc[v]);
+    }
+    for (int v = 0; v < NA; v++)
+        out[(size_t)v * s_stride] = simd_hsum_f32x8(acc[v]);
+}
+
 void quant_vec_dot_iq4_xs_avx2(int64_t n, float *restrict s, const void *restrict vx,
                                const void *restrict vy)
 {
-    const block_iq4_xs *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        simd_prefetch(&x[i], sizeof x[i]);
-        const __m256i sc = _mm256_broadcastsi128_si256(simd_iq4xs_scales(&x[i]));
-        __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int b = 0; b < 8; b++) {
-            const __m256i v = _mm256_shuffle_epi8(lut, simd_nibbles32(x[i].qs + 16 * b));
-            const __m256i q8 = loadu256(y[i].qs + 32 * b);
-            const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(q8, v));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, PICK(b))));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = simd_hsum_f32x8(acc);
+    iq4xs_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
+}
+
+SIMD_MULTI_ENTRY(iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, KQ_MULTI_MAX)
+
+/* Batches of every type here (quant_avx2.c installs these; the AVX-VNNI
+ * table keeps the Q2_K, Q3_K and IQ4_XS ones). */
+void quant_kq_avx2_act_preps(quant_kernels *k)
+{
+    k->act_prep[QT_Q2_K] = (quant_act_prep){NULL, NULL, q2k_multi, 0, 0};
+    k->act_prep[QT_Q3_K] = (quant_act_prep){NULL, NULL, q3k_multi, 0, 0};
+    k->act_prep[QT_Q4_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q4_K_avx2_multi, 0, 0};
+    k->act_prep[QT_Q5_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q5_K_avx2_multi, 0, 0};
+    k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx2_multi, 0, 0};
+    k->act_prep[QT_IQ4_XS] = (quant_act_prep){NULL, NULL, iq4xs_multi, 0, 0};
 }

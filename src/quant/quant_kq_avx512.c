@@ -22,6 +22,11 @@
  * IQ4_XS has signed table values: the magnitudes go to vpmaddubsw and the
  * signs onto the activations (a masked negate), as the AVX2 sign trick.
  *
+ * Batches (quant.h: dot_multi): every type here goes through a weight row
+ * once for up to four activation rows. What comes from the weights alone
+ * (unpacked bytes, scale picks) is made once, and each activation gets the
+ * one-row operations in their order, so a batch gives vec_dot's bits.
+ *
  * Bounds as in the AVX2 file: int16 pair sums <= 2 * 127 * 127 (IQ4_XS),
  * int32 lanes < 2^26.
  */
@@ -544,74 +549,134 @@ static void quant_vec_dot_q6_K_avx512_multi(int64_t n, int nr, int na, float *re
  * (fields 2 and 3). Sub-blocks of 16, one per 128-bit lane.
  * Q3_K's third bit of field g in half h is bit 4h + g of hmask[l].
  */
-void quant_vec_dot_q3_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                               const void *restrict vy)
+/*
+ * q3k_row_na / q2k_row_na: super-blocks [0, nb) of row x against NA (1..4)
+ * plain Q8_K rows at yb, ys bytes apart, results at out, s_stride apart.
+ * A half's weight bytes and scale picks are made once for every
+ * activation, and each activation gets the one-row operations in their
+ * order (vec_dot is this with one), so batches give vec_dot's bits.
+ */
+#define KQ_MULTI_MAX 4
+SIMD_INLINE void q3k_row_na(int64_t nb, const block_q3_K *restrict x, const uint8_t *yb,
+                            size_t ys, float *out, size_t s_stride, const int NA)
 {
-    const block_q3_K *x = vx;
-    const block_q8_K *y = vy;
     const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
     const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    __m512 acc[KQ_MULTI_MAX];
+    for (int v = 0; v < NA; v++)
+        acc[v] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
         simd_prefetch(&x[i], sizeof x[i]);
         const __m128i sc8 = simd_q3k_scales(x[i].scales);
-        /* -4 * sum sc * bsums, in the low 8 lanes */
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y[i].bsums)), 2);
-        __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
+        const block_q8_K *y[KQ_MULTI_MAX];
+        __m512i sumi[KQ_MULTI_MAX];
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++) { /* -4 * sum sc * bsums, in the low 8 lanes */
+            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y[v]->bsums)), 2);
+            sumi[v] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
+        }
         const __m512i hm = _mm512_broadcast_i64x4(load256(x[i].hmask));
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
             const __m512i sc = scales16_x4(_mm_cvtepi8_epi16(half));
+            const __m512i sc_lo = _mm512_shuffle_epi8(sc, pick_lo);
+            const __m512i sc_hi = _mm512_shuffle_epi8(sc, pick_hi);
             const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
             __m512i u0 = _mm512_and_si512(q, low2);
             __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
             u0 = _mm512_mask_add_epi8(u0, bits_pair(hm, 4 * h, 4 * h + 1), u0, four);
             u1 = _mm512_mask_add_epi8(u1, bits_pair(hm, 4 * h + 2, 4 * h + 3), u1, four);
-            const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[i].qs + 128 * h));
-            const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[i].qs + 128 * h + 64));
-            sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_shuffle_epi8(sc, pick_lo));
-            sumi = _mm512_dpwssd_epi32(sumi, p1, _mm512_shuffle_epi8(sc, pick_hi));
+#pragma GCC unroll 4
+            for (int v = 0; v < NA; v++) {
+                const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[v]->qs + 128 * h));
+                const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[v]->qs + 128 * h + 64));
+                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p0, sc_lo);
+                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p1, sc_hi);
+            }
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * simd_f16(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++)
+            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]),
+                                     acc[v]);
     }
-    *s = _mm512_reduce_add_ps(acc);
+    for (int v = 0; v < NA; v++)
+        out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]);
+}
+
+void quant_vec_dot_q3_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
+                               const void *restrict vy)
+{
+    q3k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
+}
+
+SIMD_MULTI_ENTRY(q3k_multi, q3k_row_na, block_q3_K, QK_K, KQ_MULTI_MAX)
+
+SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint8_t *yb,
+                            size_t ys, float *out, size_t s_stride, const int NA)
+{
+    const __m512i low2 = _mm512_set1_epi8(3);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
+    __m512 acc[KQ_MULTI_MAX];
+    __m256 mins[KQ_MULTI_MAX];
+    for (int v = 0; v < NA; v++) {
+        acc[v] = _mm512_setzero_ps();
+        mins[v] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        simd_prefetch(&x[i], sizeof x[i]);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
+        const float dmin = simd_f16(x[i].dmin);
+        const block_q8_K *y[KQ_MULTI_MAX];
+        __m512i sumi[KQ_MULTI_MAX];
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++) {
+            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+            const __m256i msum = _mm256_madd_epi16(m16, load256(y[v]->bsums));
+            mins[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dmin), _mm256_cvtepi32_ps(msum),
+                                      mins[v]);
+            sumi[v] = _mm512_setzero_si512();
+        }
+        const __m128i sc8 = _mm_and_si128(raw, low4);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
+            const __m512i sc = scales16_x4(_mm_cvtepu8_epi16(half));
+            const __m512i sc_lo = _mm512_shuffle_epi8(sc, pick_lo);
+            const __m512i sc_hi = _mm512_shuffle_epi8(sc, pick_hi);
+            const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
+            const __m512i u0 = _mm512_and_si512(q, low2);
+            const __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
+#pragma GCC unroll 4
+            for (int v = 0; v < NA; v++) {
+                const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[v]->qs + 128 * h));
+                const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[v]->qs + 128 * h + 64));
+                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p0, sc_lo);
+                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p1, sc_hi);
+            }
+        }
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++)
+            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]),
+                                     acc[v]);
+    }
+    for (int v = 0; v < NA; v++)
+        out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]) - simd_hsum_f32x8(mins[v]);
 }
 
 void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
                                const void *restrict vy)
 {
-    const block_q2_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m512i low2 = _mm512_set1_epi8(3);
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 mins = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        simd_prefetch(&x[i], sizeof x[i]);
-        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
-        const __m256i msum = _mm256_madd_epi16(m16, load256(y[i].bsums));
-        mins = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * simd_f16(x[i].dmin)), _mm256_cvtepi32_ps(msum), mins);
-
-        const __m128i sc8 = _mm_and_si128(raw, low4);
-        __m512i sumi = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
-            const __m512i sc = scales16_x4(_mm_cvtepu8_epi16(half));
-            const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
-            const __m512i u0 = _mm512_and_si512(q, low2);
-            const __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
-            const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[i].qs + 128 * h));
-            const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[i].qs + 128 * h + 64));
-            sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_shuffle_epi8(sc, pick_lo));
-            sumi = _mm512_dpwssd_epi32(sumi, p1, _mm512_shuffle_epi8(sc, pick_hi));
-        }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * simd_f16(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
-    }
-    *s = _mm512_reduce_add_ps(acc) - simd_hsum_f32x8(mins);
+    q2k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
 }
+
+SIMD_MULTI_ENTRY(q2k_multi, q2k_row_na, block_q2_K, QK_K, KQ_MULTI_MAX)
 
 /* --- IQ4_XS ------------------------------------------------------------ */
 
@@ -629,7 +694,6 @@ void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restric
  * each activation gets the one-row operations in their order (vec_dot is
  * this with one), so batches give vec_dot's bits.
  */
-#define IQ4XS_MULTI_MAX 4
 SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const uint8_t *yb,
                               size_t ys, float *out, size_t s_stride, const int NA)
 {
@@ -638,14 +702,14 @@ SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const 
     const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11); /* sub-blocks 4k, 4k+1 */
     const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15); /* 4k+2, 4k+3 */
     const __m512i low4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-    __m512 acc[IQ4XS_MULTI_MAX];
+    __m512 acc[KQ_MULTI_MAX];
     for (int v = 0; v < NA; v++)
         acc[v] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         simd_prefetch(&x[i], sizeof x[i]);
         const __m512i sc = scales16_x4(simd_iq4xs_scales(&x[i]));
-        const block_q8_K *y[IQ4XS_MULTI_MAX];
-        __m512i sumi[IQ4XS_MULTI_MAX];
+        const block_q8_K *y[KQ_MULTI_MAX];
+        __m512i sumi[KQ_MULTI_MAX];
 #pragma GCC unroll 4
         for (int v = 0; v < NA; v++) {
             y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
@@ -687,7 +751,7 @@ void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restr
     iq4xs_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
 }
 
-SIMD_MULTI_ENTRY(iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, IQ4XS_MULTI_MAX)
+SIMD_MULTI_ENTRY(iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, KQ_MULTI_MAX)
 
 /* --- prepared and batched activations (quant.h: quant_act_prep) --------- */
 
@@ -700,6 +764,8 @@ void quant_kq_avx512_act_preps(quant_kernels *k)
                                             quant_vec_dot_q5_K_avx512_multi, sizeof(k4_yprep),
                                             (int64_t)K4_PREP_MAX * QK_K};
     k->act_prep[QT_IQ4_XS] = (quant_act_prep){NULL, NULL, iq4xs_multi, 0, 0};
+    k->act_prep[QT_Q3_K] = (quant_act_prep){NULL, NULL, q3k_multi, 0, 0};
+    k->act_prep[QT_Q2_K] = (quant_act_prep){NULL, NULL, q2k_multi, 0, 0};
     /* Q6_K prepares nothing: its dot_multi reads the Q8_K rows */
     k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx512_multi, 0, 0};
 }
