@@ -58,6 +58,36 @@ DEFINE_DOT_Q6K(quant_vec_dot_q6_K_avx2)
  * so batches give vec_dot's bits.
  */
 
+/* Super-block i of NA plain Q8_K rows at yb, ys bytes apart. */
+SIMD_INLINE void kq_rows_at(const uint8_t *yb, size_t ys, int64_t i, const block_q8_K **y,
+                            const int NA)
+{
+#pragma GCC unroll 2
+    for (int v = 0; v < NA; v++)
+        y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+}
+
+/* 32 weight bytes u against each activation's 32 bytes at offset off,
+ * times their scales (pick), into sumi[v]: Q2_K's and Q3_K's group. */
+SIMD_INLINE void k2_group(__m256i u, __m256i pick, const block_q8_K *const *y, int off,
+                          __m256i *sumi, const int NA)
+{
+#pragma GCC unroll 2
+    for (int v = 0; v < NA; v++) {
+        const __m256i p = _mm256_maddubs_epi16(u, loadu256(y[v]->qs + off));
+        sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, pick));
+    }
+}
+
+/* acc[v] += d_x * d_y[v] * sumi[v], once per super-block. */
+SIMD_INLINE void kq_fold(__m256 *acc, const __m256i *sumi, const block_q8_K *const *y, float dx,
+                         const int NA)
+{
+#pragma GCC unroll 2
+    for (int v = 0; v < NA; v++)
+        acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dx), _mm256_cvtepi32_ps(sumi[v]), acc[v]);
+}
+
 /* --- Q3_K -------------------------------------------------------------- */
 
 /*
@@ -78,9 +108,9 @@ SIMD_INLINE void q3k_row_na(int64_t nb, const block_q3_K *restrict x, const uint
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         const block_q8_K *y[KQ_MULTI_MAX];
         __m256i sumi[KQ_MULTI_MAX];
+        kq_rows_at(yb, ys, i, y, NA);
 #pragma GCC unroll 2
         for (int v = 0; v < NA; v++) { /* 4 * sum sc * bsums */
-            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
             const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, loadu256(y[v]->bsums)), 2);
             sumi[v] = _mm256_sub_epi32(_mm256_setzero_si256(), off);
         }
@@ -93,31 +123,16 @@ SIMD_INLINE void q3k_row_na(int64_t nb, const block_q3_K *restrict x, const uint
             for (int g = 0; g < 4; g++) {
                 const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2),
                                                   bit_to(hm, 4 * h + g, 2));
-                const __m256i pick = _mm256_shuffle_epi8(sc, PICK_PAIR(g));
-#pragma GCC unroll 2
-                for (int v = 0; v < NA; v++) {
-                    const __m256i p = _mm256_maddubs_epi16(u, loadu256(y[v]->qs + 128 * h + 32 * g));
-                    sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, pick));
-                }
+                k2_group(u, _mm256_shuffle_epi8(sc, PICK_PAIR(g)), y, 128 * h + 32 * g, sumi, NA);
             }
         }
-        const float dx = simd_f16(x[i].d);
-#pragma GCC unroll 2
-        for (int v = 0; v < NA; v++)
-            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dx), _mm256_cvtepi32_ps(sumi[v]),
-                                     acc[v]);
+        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
     }
     for (int v = 0; v < NA; v++)
         out[(size_t)v * s_stride] = simd_hsum_f32x8(acc[v]);
 }
 
-void quant_vec_dot_q3_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
-                             const void *restrict vy)
-{
-    q3k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
-}
-
-SIMD_MULTI_ENTRY(q3k_multi, q3k_row_na, block_q3_K, QK_K, KQ_MULTI_MAX)
+SIMD_ROW_NA_ENTRIES(quant_vec_dot_q3_K_avx2, q3k_multi, q3k_row_na, block_q3_K, QK_K, KQ_MULTI_MAX)
 
 /* --- Q2_K -------------------------------------------------------------- */
 
@@ -140,9 +155,9 @@ SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint
         const float dmin = simd_f16(x[i].dmin);
         const block_q8_K *y[KQ_MULTI_MAX];
         __m256i sumi[KQ_MULTI_MAX];
+        kq_rows_at(yb, ys, i, y, NA);
 #pragma GCC unroll 2
         for (int v = 0; v < NA; v++) {
-            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
             const __m256i msum = _mm256_madd_epi16(m16, loadu256(y[v]->bsums));
             mins[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dmin), _mm256_cvtepi32_ps(msum),
                                       mins[v]);
@@ -156,31 +171,16 @@ SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), low2);
-                const __m256i pick = _mm256_shuffle_epi8(sc, PICK_PAIR(g));
-#pragma GCC unroll 2
-                for (int v = 0; v < NA; v++) {
-                    const __m256i p = _mm256_maddubs_epi16(u, loadu256(y[v]->qs + 128 * h + 32 * g));
-                    sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, pick));
-                }
+                k2_group(u, _mm256_shuffle_epi8(sc, PICK_PAIR(g)), y, 128 * h + 32 * g, sumi, NA);
             }
         }
-        const float dx = simd_f16(x[i].d);
-#pragma GCC unroll 2
-        for (int v = 0; v < NA; v++)
-            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dx), _mm256_cvtepi32_ps(sumi[v]),
-                                     acc[v]);
+        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
     }
     for (int v = 0; v < NA; v++)
         out[(size_t)v * s_stride] = simd_hsum_f32x8(_mm256_sub_ps(acc[v], mins[v]));
 }
 
-void quant_vec_dot_q2_K_avx2(int64_t n, float *restrict s, const void *restrict vx,
-                             const void *restrict vy)
-{
-    q2k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
-}
-
-SIMD_MULTI_ENTRY(q2k_multi, q2k_row_na, block_q2_K, QK_K, KQ_MULTI_MAX)
+SIMD_ROW_NA_ENTRIES(quant_vec_dot_q2_K_avx2, q2k_multi, q2k_row_na, block_q2_K, QK_K, KQ_MULTI_MAX)
 
 /* --- IQ4_XS ------------------------------------------------------------ */
 
@@ -200,11 +200,9 @@ SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const 
         const __m256i sc = _mm256_broadcastsi128_si256(simd_iq4xs_scales(&x[i]));
         const block_q8_K *y[KQ_MULTI_MAX];
         __m256i sumi[KQ_MULTI_MAX];
-#pragma GCC unroll 2
-        for (int v = 0; v < NA; v++) {
-            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+        kq_rows_at(yb, ys, i, y, NA);
+        for (int v = 0; v < NA; v++)
             sumi[v] = _mm256_setzero_si256();
-        }
 #pragma GCC unroll 8
         for (int b = 0; b < 8; b++) {
             const __m256i w = _mm256_shuffle_epi8(lut, simd_nibbles32(x[i].qs + 16 * b));
@@ -217,23 +215,13 @@ SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const 
                 sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, pick));
             }
         }
-        const float dx = simd_f16(x[i].d);
-#pragma GCC unroll 2
-        for (int v = 0; v < NA; v++)
-            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dx), _mm256_cvtepi32_ps(sumi[v]),
-                                     acc[v]);
+        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
     }
     for (int v = 0; v < NA; v++)
         out[(size_t)v * s_stride] = simd_hsum_f32x8(acc[v]);
 }
 
-void quant_vec_dot_iq4_xs_avx2(int64_t n, float *restrict s, const void *restrict vx,
-                               const void *restrict vy)
-{
-    iq4xs_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
-}
-
-SIMD_MULTI_ENTRY(iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, KQ_MULTI_MAX)
+SIMD_ROW_NA_ENTRIES(quant_vec_dot_iq4_xs_avx2, iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, KQ_MULTI_MAX)
 
 /* Batches of every type here (quant_avx2.c installs these; the AVX-VNNI
  * table keeps the Q2_K, Q3_K and IQ4_XS ones). */

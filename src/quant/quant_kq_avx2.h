@@ -324,11 +324,7 @@ SIMD_INLINE __m256i q6_half(__m256i sumi, const __m256i u[4], const int8_t *q8, 
         for (int v = 0; v < NA; v++)                                                               \
             out[(size_t)v * s_stride] = simd_hsum_f32x8(acc[v]);                                   \
     }                                                                                              \
-    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
-    {                                                                                              \
-        name##_row_na(n / QK_K, vx, vy, 0, s, 0, 1);                                               \
-    }                                                                                              \
-    SIMD_MULTI_ENTRY(name##_multi, name##_row_na, block_q6_K, QK_K, KQ_MULTI_MAX)
+    SIMD_ROW_NA_ENTRIES(name, name##_multi, name##_row_na, block_q6_K, QK_K, KQ_MULTI_MAX)
 
 #define K4_NO_QH(i) NULL
 #define K4_QH(i) x[i].qh

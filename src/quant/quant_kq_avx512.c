@@ -557,11 +557,47 @@ static void quant_vec_dot_q6_K_avx512_multi(int64_t n, int nr, int na, float *re
  * order (vec_dot is this with one), so batches give vec_dot's bits.
  */
 #define KQ_MULTI_MAX 4
+
+/* Super-block i of NA plain Q8_K rows at yb, ys bytes apart. */
+SIMD_INLINE void kq_rows_at(const uint8_t *yb, size_t ys, int64_t i, const block_q8_K **y,
+                            const int NA)
+{
+#pragma GCC unroll 4
+    for (int v = 0; v < NA; v++)
+        y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+}
+
+/* Half h of a Q2_K or Q3_K super-block: weight bytes u0 (bit-fields 0|1)
+ * and u1 (2|3) with the half's 8 scales (int16) against each activation's
+ * 128 bytes of the half, into sumi[v]. */
+SIMD_INLINE void k2_half(__m512i u0, __m512i u1, __m128i scales, const block_q8_K *const *y,
+                         int h, __m512i *sumi, const int NA)
+{
+    const __m512i sc = scales16_x4(scales);
+    const __m512i sc_lo = _mm512_shuffle_epi8(sc, PICK_QUAD(0));
+    const __m512i sc_hi = _mm512_shuffle_epi8(sc, PICK_QUAD(1));
+#pragma GCC unroll 4
+    for (int v = 0; v < NA; v++) {
+        const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[v]->qs + 128 * h));
+        const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[v]->qs + 128 * h + 64));
+        sumi[v] = _mm512_dpwssd_epi32(sumi[v], p0, sc_lo);
+        sumi[v] = _mm512_dpwssd_epi32(sumi[v], p1, sc_hi);
+    }
+}
+
+/* acc[v] += d_x * d_y[v] * sumi[v], once per super-block. */
+SIMD_INLINE void kq_fold(__m512 *acc, const __m512i *sumi, const block_q8_K *const *y, float dx,
+                         const int NA)
+{
+#pragma GCC unroll 4
+    for (int v = 0; v < NA; v++)
+        acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]), acc[v]);
+}
+
 SIMD_INLINE void q3k_row_na(int64_t nb, const block_q3_K *restrict x, const uint8_t *yb,
                             size_t ys, float *out, size_t s_stride, const int NA)
 {
     const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
-    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
     __m512 acc[KQ_MULTI_MAX];
     for (int v = 0; v < NA; v++)
         acc[v] = _mm512_setzero_ps();
@@ -571,56 +607,36 @@ SIMD_INLINE void q3k_row_na(int64_t nb, const block_q3_K *restrict x, const uint
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         const block_q8_K *y[KQ_MULTI_MAX];
         __m512i sumi[KQ_MULTI_MAX];
+        kq_rows_at(yb, ys, i, y, NA);
 #pragma GCC unroll 4
         for (int v = 0; v < NA; v++) { /* -4 * sum sc * bsums, in the low 8 lanes */
-            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
             const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y[v]->bsums)), 2);
             sumi[v] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
         }
         const __m512i hm = _mm512_broadcast_i64x4(load256(x[i].hmask));
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
-            const __m512i sc = scales16_x4(_mm_cvtepi8_epi16(half));
-            const __m512i sc_lo = _mm512_shuffle_epi8(sc, pick_lo);
-            const __m512i sc_hi = _mm512_shuffle_epi8(sc, pick_hi);
             const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
             __m512i u0 = _mm512_and_si512(q, low2);
             __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
             u0 = _mm512_mask_add_epi8(u0, bits_pair(hm, 4 * h, 4 * h + 1), u0, four);
             u1 = _mm512_mask_add_epi8(u1, bits_pair(hm, 4 * h + 2, 4 * h + 3), u1, four);
-#pragma GCC unroll 4
-            for (int v = 0; v < NA; v++) {
-                const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[v]->qs + 128 * h));
-                const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[v]->qs + 128 * h + 64));
-                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p0, sc_lo);
-                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p1, sc_hi);
-            }
+            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
+            k2_half(u0, u1, _mm_cvtepi8_epi16(half), y, h, sumi, NA);
         }
-        const float dx = simd_f16(x[i].d);
-#pragma GCC unroll 4
-        for (int v = 0; v < NA; v++)
-            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]),
-                                     acc[v]);
+        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
     }
     for (int v = 0; v < NA; v++)
         out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]);
 }
 
-void quant_vec_dot_q3_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                               const void *restrict vy)
-{
-    q3k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
-}
-
-SIMD_MULTI_ENTRY(q3k_multi, q3k_row_na, block_q3_K, QK_K, KQ_MULTI_MAX)
+SIMD_ROW_NA_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_multi, q3k_row_na, block_q3_K, QK_K, KQ_MULTI_MAX)
 
 SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint8_t *yb,
                             size_t ys, float *out, size_t s_stride, const int NA)
 {
     const __m512i low2 = _mm512_set1_epi8(3);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    const __m512i pick_lo = PICK_QUAD(0), pick_hi = PICK_QUAD(1);
     __m512 acc[KQ_MULTI_MAX];
     __m256 mins[KQ_MULTI_MAX];
     for (int v = 0; v < NA; v++) {
@@ -634,9 +650,9 @@ SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint
         const float dmin = simd_f16(x[i].dmin);
         const block_q8_K *y[KQ_MULTI_MAX];
         __m512i sumi[KQ_MULTI_MAX];
+        kq_rows_at(yb, ys, i, y, NA);
 #pragma GCC unroll 4
         for (int v = 0; v < NA; v++) {
-            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
             const __m256i msum = _mm256_madd_epi16(m16, load256(y[v]->bsums));
             mins[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dmin), _mm256_cvtepi32_ps(msum),
                                       mins[v]);
@@ -645,38 +661,19 @@ SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint
         const __m128i sc8 = _mm_and_si128(raw, low4);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
-            const __m512i sc = scales16_x4(_mm_cvtepu8_epi16(half));
-            const __m512i sc_lo = _mm512_shuffle_epi8(sc, pick_lo);
-            const __m512i sc_hi = _mm512_shuffle_epi8(sc, pick_hi);
             const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
             const __m512i u0 = _mm512_and_si512(q, low2);
             const __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
-#pragma GCC unroll 4
-            for (int v = 0; v < NA; v++) {
-                const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[v]->qs + 128 * h));
-                const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[v]->qs + 128 * h + 64));
-                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p0, sc_lo);
-                sumi[v] = _mm512_dpwssd_epi32(sumi[v], p1, sc_hi);
-            }
+            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
+            k2_half(u0, u1, _mm_cvtepu8_epi16(half), y, h, sumi, NA);
         }
-        const float dx = simd_f16(x[i].d);
-#pragma GCC unroll 4
-        for (int v = 0; v < NA; v++)
-            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]),
-                                     acc[v]);
+        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
     }
     for (int v = 0; v < NA; v++)
         out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]) - simd_hsum_f32x8(mins[v]);
 }
 
-void quant_vec_dot_q2_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                               const void *restrict vy)
-{
-    q2k_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
-}
-
-SIMD_MULTI_ENTRY(q2k_multi, q2k_row_na, block_q2_K, QK_K, KQ_MULTI_MAX)
+SIMD_ROW_NA_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_multi, q2k_row_na, block_q2_K, QK_K, KQ_MULTI_MAX)
 
 /* --- IQ4_XS ------------------------------------------------------------ */
 
@@ -710,11 +707,9 @@ SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const 
         const __m512i sc = scales16_x4(simd_iq4xs_scales(&x[i]));
         const block_q8_K *y[KQ_MULTI_MAX];
         __m512i sumi[KQ_MULTI_MAX];
-#pragma GCC unroll 4
-        for (int v = 0; v < NA; v++) {
-            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+        kq_rows_at(yb, ys, i, y, NA);
+        for (int v = 0; v < NA; v++)
             sumi[v] = _mm512_setzero_si512();
-        }
 #pragma GCC unroll 2
         for (int k = 0; k < 2; k++) {
             const __m512i q = load512(x[i].qs + 64 * k);
@@ -736,22 +731,13 @@ SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const 
                 }
             }
         }
-#pragma GCC unroll 4
-        for (int v = 0; v < NA; v++)
-            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * simd_f16(x[i].d)),
-                                     _mm512_cvtepi32_ps(sumi[v]), acc[v]);
+        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
     }
     for (int v = 0; v < NA; v++)
         out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]);
 }
 
-void quant_vec_dot_iq4_xs_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                                 const void *restrict vy)
-{
-    iq4xs_row_na(n / QK_K, vx, vy, 0, s, 0, 1);
-}
-
-SIMD_MULTI_ENTRY(iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, KQ_MULTI_MAX)
+SIMD_ROW_NA_ENTRIES(quant_vec_dot_iq4_xs_avx512, iq4xs_multi, iq4xs_row_na, block_iq4_xs, QK_K, KQ_MULTI_MAX)
 
 /* --- prepared and batched activations (quant.h: quant_act_prep) --------- */
 

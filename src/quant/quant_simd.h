@@ -117,6 +117,15 @@ static inline size_t simd_rows_ahead(int nr, size_t stride)
         }                                                                                    \
     }
 
+/* The vec_dot `dot` (ROW_NA with one activation) and the batched entry
+ * `multi` over the same kernel, so a batch gives vec_dot's bits. */
+#define SIMD_ROW_NA_ENTRIES(dot, multi, ROW_NA, xtype, blck, MAX)                            \
+    void dot(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) \
+    {                                                                                        \
+        ROW_NA(n / (blck), (const xtype *)vx, (const uint8_t *)vy, 0, s, 0, 1);              \
+    }                                                                                        \
+    SIMD_MULTI_ENTRY(multi, ROW_NA, xtype, blck, MAX)
+
 /* A half-precision scale as float (F16C; exact, like quant_f16_to_f32). */
 static inline float simd_f16(ggml_half h)
 {
