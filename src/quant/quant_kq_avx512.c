@@ -8,9 +8,9 @@
  * summed into int32 lanes by one VNNI vpdpwssd (madd + add). Offsets come out
  * through Q8_K's bsums once per super-block; one float FMA per super-block.
  *
- * Q4_K and Q5_K depart from this (their section says how): vpdpbusd sums,
- * packed to int16, then scaled, over an activation regrouped once per call,
- * with four super-blocks' scales unpacked together.
+ * Q3_K, Q4_K and Q5_K depart from this (their sections say how): vpdpbusd
+ * sums, packed to int16, then scaled, over an activation regrouped once per
+ * call (Q4_K and Q5_K with four super-blocks' scales unpacked together).
  *
  * Register layouts (four 128-bit lanes, L0..L3):
  *   32-element sub-blocks (IQ4_XS): L0-L1 one sub-block, L2-L3 the next.
@@ -594,43 +594,203 @@ SIMD_INLINE void kq_fold(__m512 *acc, const __m512i *sumi, const block_q8_K *con
         acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]), acc[v]);
 }
 
-SIMD_INLINE void q3k_row_na(int64_t nb, const block_q3_K *restrict x, const uint8_t *yb,
-                            size_t ys, float *out, size_t s_stride, const int NA)
+/*
+ * Q3_K, in the manner of Q4_K: the super-block's 64 qs bytes are one
+ * register, and its bit-field g (shift 2g) is register g: bytes 0..31 are
+ * elements 32g.. of the first half, bytes 32..63 elements 32g.. of the
+ * second, so its 128-bit lanes are sub-blocks 2g, 2g+1, 8+2g, 9+2g. The
+ * third bit comes from [hmask | hmask >> 4] (bit g of each byte) as a
+ * masked add of 4: u = q + 4 in 0..7. The activation is regrouped to match
+ * once per call (k3_yprep), and per register:
+ *
+ *   vpdpbusd    u x y, 4 products per int32 lane, |lane| <= 4 * 7 * 128
+ *   vpackssdw   registers 0|1 and 2|3 to int16 (exact), lanes now
+ *               [sub-block a x 4, sub-block b x 4] per 128 bits
+ *   vpdpwssd    times the scales spread to match (one vpermw each)
+ *
+ * and the offset -4 * sum sc * bsums is one more vpdpwssd against the
+ * prepared -4 * bsums. Everything before the one float FMA per super-block
+ * is exact integer arithmetic.
+ */
+#define K3_PREP_MAX 112 /* 28672 columns in a 32 KiB frame; longer rows go in segments */
+
+typedef struct k3_yprep {
+    __m512i q[K3_PREP_MAX][4];  /* register g: y[32g .. 32g+31] | y[128+32g .. 128+32g+31] */
+    __m256i nb4[K3_PREP_MAX];   /* -4 * bsums, int16 (|4 * 16 * 128| fits) */
+    float d[K3_PREP_MAX];
+} k3_yprep;
+
+static void k3_prepare(const block_q8_K *y, int64_t cnt, k3_yprep *yp)
 {
-    const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
-    __m512 acc[KQ_MULTI_MAX];
-    for (int v = 0; v < NA; v++)
-        acc[v] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        simd_prefetch(&x[i], sizeof x[i]);
-        const __m128i sc8 = simd_q3k_scales(x[i].scales);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-        const block_q8_K *y[KQ_MULTI_MAX];
-        __m512i sumi[KQ_MULTI_MAX];
-        kq_rows_at(yb, ys, i, y, NA);
-#pragma GCC unroll 4
-        for (int v = 0; v < NA; v++) { /* -4 * sum sc * bsums, in the low 8 lanes */
-            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y[v]->bsums)), 2);
-            sumi[v] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
-        }
-        const __m512i hm = _mm512_broadcast_i64x4(load256(x[i].hmask));
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
-            __m512i u0 = _mm512_and_si512(q, low2);
-            __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
-            u0 = _mm512_mask_add_epi8(u0, bits_pair(hm, 4 * h, 4 * h + 1), u0, four);
-            u1 = _mm512_mask_add_epi8(u1, bits_pair(hm, 4 * h + 2, 4 * h + 3), u1, four);
-            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
-            k2_half(u0, u1, _mm_cvtepi8_epi16(half), y, h, sumi, NA);
-        }
-        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
+    for (int64_t i = 0; i < cnt; i++) {
+        for (int g = 0; g < 4; g++)
+            yp->q[i][g] = _mm512_inserti64x4(_mm512_castsi256_si512(load256(y[i].qs + 32 * g)),
+                                             load256(y[i].qs + 128 + 32 * g), 1);
+        yp->nb4[i] = _mm256_mullo_epi16(load256(y[i].bsums), _mm256_set1_epi16(-4));
+        yp->d[i] = y[i].d;
     }
-    for (int v = 0; v < NA; v++)
-        out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]);
 }
 
-SIMD_ROW_NA_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_multi, q3k_row_na, block_q3_K, QK_K, KQ_MULTI_MAX)
+/* vpermw controls: lane L of [sub-block a(L) x 4, sub-block b(L) x 4] for
+ * registers 0|1 (a = 0, 1, 8, 9; b = 2, 3, 10, 11) and 2|3 (+4 each). */
+#define K3_SC(a, b) a, a, a, a, b, b, b, b
+static _Alignas(64) const uint16_t k_k3_sc[2][32] = {
+    {K3_SC(0, 2), K3_SC(1, 3), K3_SC(8, 10), K3_SC(9, 11)},
+    {K3_SC(4, 6), K3_SC(5, 7), K3_SC(12, 14), K3_SC(13, 15)},
+};
+#undef K3_SC
+
+/* hm with bit g of each byte moved to bit 2 (16-bit shifts: what crosses
+ * into the next byte lands outside bit 2, which the caller keeps alone). */
+SIMD_INLINE __m512i k3_bit_to_2(__m512i hm, int g)
+{
+    switch (g) {
+    case 0: return _mm512_slli_epi16(hm, 2);
+    case 1: return _mm512_slli_epi16(hm, 1);
+    case 2: return hm;
+    default: return _mm512_srli_epi16(hm, 1);
+    }
+}
+
+/*
+ * The 16 scales as int8, bias removed (-32..31), with vector instructions
+ * (simd_q3k_scales does it in integer registers): scale j's low four bits
+ * are the low (j < 8) or high nibble of byte j % 8, its top two bits are
+ * bits 2 (j / 4), +1 of byte 8 + j % 4, which the dword of bytes 8..11
+ * shifted right by 0, 2, 4, 6 brings to the bottom of lane j / 4's bytes.
+ */
+SIMD_INLINE __m128i k3_scales(const uint8_t *q)
+{
+    uint32_t h;
+    memcpy(&h, q + 8, 4);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m128i v = _mm_loadl_epi64((const __m128i *)q);
+    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), low4);
+    const __m128i hb = _mm_srlv_epi32(_mm_set1_epi32((int)h), _mm_setr_epi32(0, 2, 4, 6));
+    /* lo | (hb & 3) << 4, then - 32 */
+    const __m128i top = _mm_slli_epi16(_mm_and_si128(hb, _mm_set1_epi8(3)), 4);
+    return _mm_sub_epi8(_mm_or_si128(lo, top), _mm_set1_epi8(32));
+}
+
+/*
+ * Super-blocks [i0, i0 + cnt) of row x against NA (1..4) prepared
+ * activations (each holding super-blocks from p0 on), into acc[v]: each
+ * super-block's weights and scales are unpacked once for all NA, and each
+ * activation gets the same operations whatever NA is.
+ */
+SIMD_INLINE void q3k_span_na(const block_q3_K *restrict x, int64_t i0, int64_t cnt,
+                             const k3_yprep *const *yp, int64_t p0, __m512 *acc, const int NA)
+{
+    const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t i = i0; i < i0 + cnt; i++) {
+        const int64_t j = i - p0;
+        simd_prefetch(&x[i], sizeof x[i]);
+        const __m512i sc = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(k3_scales(x[i].scales)));
+        const __m512i s01 = _mm512_permutexvar_epi16(_mm512_load_si512(k_k3_sc[0]), sc);
+        const __m512i s23 = _mm512_permutexvar_epi16(_mm512_load_si512(k_k3_sc[1]), sc);
+        const __m512i hm = pair_shifted(load256(x[i].hmask), 4);
+        const __m512i q = load512(x[i].qs);
+        __m512i u[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) { /* (q >> 2g) & 3 | (bit g of hm) << 2 */
+            const __m512i hb = _mm512_and_si512(k3_bit_to_2(hm, g), four);
+            u[g] = _mm512_ternarylogic_epi32(g ? _mm512_srli_epi16(q, 2 * g) : q, low2, hb, 0xEA);
+        }
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++) {
+            const __m512i *y = yp[v]->q[j];
+            __m512i sumi = _mm512_dpwssd_epi32(zero, sc, _mm512_zextsi256_si512(yp[v]->nb4[j]));
+            const __m512i t0 = _mm512_dpbusd_epi32(zero, u[0], y[0]);
+            const __m512i t1 = _mm512_dpbusd_epi32(zero, u[1], y[1]);
+            const __m512i t2 = _mm512_dpbusd_epi32(zero, u[2], y[2]);
+            const __m512i t3 = _mm512_dpbusd_epi32(zero, u[3], y[3]);
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t0, t1), s01);
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t2, t3), s23);
+            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(dx * yp[v]->d[j]), _mm512_cvtepi32_ps(sumi),
+                                     acc[v]);
+        }
+    }
+}
+
+/* Rows against y prepared whole (n / QK_K <= K3_PREP_MAX). */
+static void q3k_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,
+                          size_t stride, const void *restrict vyp)
+{
+    const k3_yprep *one[1] = {vyp};
+    for (int r = 0; r < nr; r++) {
+        __m512 acc = _mm512_setzero_ps();
+        q3k_span_na((const block_q3_K *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K,
+                    one, 0, &acc, 1);
+        s[r] = hsum16(acc);
+    }
+}
+
+/* Rows against plain Q8_K, prepared here (per segment, per row, past
+ * K3_PREP_MAX super-blocks: the same FMAs in the same order). */
+void quant_vec_dot_q3_K_avx512_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,
+                                    size_t stride, const void *restrict vy)
+{
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    k3_yprep yp;
+    const k3_yprep *one[1] = {&yp};
+    if (nb <= K3_PREP_MAX) {
+        k3_prepare(y, nb, &yp);
+        q3k_rows_prep(n, nr, s, vx, stride, &yp);
+        return;
+    }
+    for (int r = 0; r < nr; r++) {
+        const block_q3_K *x = (const block_q3_K *)((const uint8_t *)vx + (size_t)r * stride);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t p = 0; p < nb; p += K3_PREP_MAX) {
+            const int64_t cnt = nb - p < K3_PREP_MAX ? nb - p : K3_PREP_MAX;
+            k3_prepare(y + p, cnt, &yp);
+            q3k_span_na(x, p, cnt, one, p, &acc, 1);
+        }
+        s[r] = hsum16(acc);
+    }
+}
+
+void quant_vec_dot_q3_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
+                               const void *restrict vy)
+{
+    quant_vec_dot_q3_K_avx512_rows(n, 1, s, vx, sizeof(block_q3_K), vy);
+}
+
+/* nr rows against na prepared activations, four at a time (quant.h:
+ * quant_dot_multi_fn): each result is q3k_rows_prep's for that activation. */
+static void q3k_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,
+                      const void *restrict vx, size_t stride, const void *restrict vyp,
+                      size_t yp_stride)
+{
+    for (int r = 0; r < nr; r++) {
+        const block_q3_K *x = (const block_q3_K *)((const uint8_t *)vx + (size_t)r * stride);
+        for (int v0 = 0; v0 < na; v0 += KQ_MULTI_MAX) {
+            const int nv = na - v0 < KQ_MULTI_MAX ? na - v0 : KQ_MULTI_MAX;
+            const k3_yprep *yp[KQ_MULTI_MAX];
+            __m512 acc[KQ_MULTI_MAX];
+            for (int v = 0; v < nv; v++) {
+                yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);
+                acc[v] = _mm512_setzero_ps();
+            }
+            switch (nv) { /* a constant NA per case, for registers */
+            case 1: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 1); break;
+            case 2: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 2); break;
+            case 3: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 3); break;
+            default: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 4); break;
+            }
+            for (int v = 0; v < nv; v++)
+                s[(size_t)(v0 + v) * s_stride + r] = hsum16(acc[v]);
+        }
+    }
+}
+
+static void k3_act_prep(int64_t n, const void *restrict y, void *restrict buf)
+{
+    k3_prepare(y, n / QK_K, buf);
+}
 
 SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint8_t *yb,
                             size_t ys, float *out, size_t s_stride, const int NA)
@@ -750,7 +910,8 @@ void quant_kq_avx512_act_preps(quant_kernels *k)
                                             quant_vec_dot_q5_K_avx512_multi, sizeof(k4_yprep),
                                             (int64_t)K4_PREP_MAX * QK_K};
     k->act_prep[QT_IQ4_XS] = (quant_act_prep){NULL, NULL, iq4xs_multi, 0, 0};
-    k->act_prep[QT_Q3_K] = (quant_act_prep){NULL, NULL, q3k_multi, 0, 0};
+    k->act_prep[QT_Q3_K] = (quant_act_prep){k3_act_prep, q3k_rows_prep, q3k_multi, sizeof(k3_yprep),
+                                            (int64_t)K3_PREP_MAX * QK_K};
     k->act_prep[QT_Q2_K] = (quant_act_prep){NULL, NULL, q2k_multi, 0, 0};
     /* Q6_K prepares nothing: its dot_multi reads the Q8_K rows */
     k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx512_multi, 0, 0};
