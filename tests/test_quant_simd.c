@@ -297,7 +297,7 @@ TEST(quant_simd_avx512_matches_reference)
  * bit, what the same table's vec_dot gives row by row, for awkward nr (the
  * 4-row groups and their 1..3 tails), short and long rows (the kernels walk
  * long rows one at a time; the AVX-512 Q4_K/Q5_K kernels prepare the
- * activation for up to 128 super-blocks at once, Q3_K for 112, and longer
+ * activation for up to 128 super-blocks at once, Q2_K and Q3_K for 112, and longer
  * rows in segments: 131 blocks crosses both), and unaligned data.
  */
 static const int k_rows_nr[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};

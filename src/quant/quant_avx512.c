@@ -441,6 +441,7 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot[QT_Q5_K] = quant_vec_dot_q5_K_avx512;
     k->vec_dot[QT_Q6_K] = quant_vec_dot_q6_K_avx512;
     k->vec_dot[QT_IQ4_XS] = quant_vec_dot_iq4_xs_avx512;
+    k->vec_dot_rows[QT_Q2_K] = quant_vec_dot_q2_K_avx512_rows;
     k->vec_dot_rows[QT_Q3_K] = quant_vec_dot_q3_K_avx512_rows;
     k->vec_dot_rows[QT_Q4_K] = quant_vec_dot_q4_K_avx512_rows;
     k->vec_dot_rows[QT_Q5_K] = quant_vec_dot_q5_K_avx512_rows;

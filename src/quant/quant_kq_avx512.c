@@ -8,9 +8,10 @@
  * summed into int32 lanes by one VNNI vpdpwssd (madd + add). Offsets come out
  * through Q8_K's bsums once per super-block; one float FMA per super-block.
  *
- * Q3_K, Q4_K and Q5_K depart from this (their sections say how): vpdpbusd
- * sums, packed to int16, then scaled, over an activation regrouped once per
- * call (Q4_K and Q5_K with four super-blocks' scales unpacked together).
+ * Q2_K, Q3_K, Q4_K and Q5_K depart from this (their sections say how):
+ * vpdpbusd sums, packed to int16, then scaled, over an activation regrouped
+ * once per call (Q4_K and Q5_K with four super-blocks' scales unpacked
+ * together).
  *
  * Register layouts (four 128-bit lanes, L0..L3):
  *   32-element sub-blocks (IQ4_XS): L0-L1 one sub-block, L2-L3 the next.
@@ -544,83 +545,39 @@ static void quant_vec_dot_q6_K_avx512_multi(int64_t n, int nr, int na, float *re
 /* --- Q3_K and Q2_K ----------------------------------------------------- */
 
 /*
- * Both: half h has 32 bytes of qs; [q | q >> 2] & 3 are elements 0..63 of
- * the half (bit-fields 0 and 1), ([q | q >> 2] >> 4) & 3 are 64..127
- * (fields 2 and 3). Sub-blocks of 16, one per 128-bit lane.
- * Q3_K's third bit of field g in half h is bit 4h + g of hmask[l].
- */
-/*
- * q3k_row_na / q2k_row_na: super-blocks [0, nb) of row x against NA (1..4)
- * plain Q8_K rows at yb, ys bytes apart, results at out, s_stride apart.
- * A half's weight bytes and scale picks are made once for every
- * activation, and each activation gets the one-row operations in their
- * order (vec_dot is this with one), so batches give vec_dot's bits.
- */
-#define KQ_MULTI_MAX 4
-
-/* Super-block i of NA plain Q8_K rows at yb, ys bytes apart. */
-SIMD_INLINE void kq_rows_at(const uint8_t *yb, size_t ys, int64_t i, const block_q8_K **y,
-                            const int NA)
-{
-#pragma GCC unroll 4
-    for (int v = 0; v < NA; v++)
-        y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
-}
-
-/* Half h of a Q2_K or Q3_K super-block: weight bytes u0 (bit-fields 0|1)
- * and u1 (2|3) with the half's 8 scales (int16) against each activation's
- * 128 bytes of the half, into sumi[v]. */
-SIMD_INLINE void k2_half(__m512i u0, __m512i u1, __m128i scales, const block_q8_K *const *y,
-                         int h, __m512i *sumi, const int NA)
-{
-    const __m512i sc = scales16_x4(scales);
-    const __m512i sc_lo = _mm512_shuffle_epi8(sc, PICK_QUAD(0));
-    const __m512i sc_hi = _mm512_shuffle_epi8(sc, PICK_QUAD(1));
-#pragma GCC unroll 4
-    for (int v = 0; v < NA; v++) {
-        const __m512i p0 = _mm512_maddubs_epi16(u0, load512(y[v]->qs + 128 * h));
-        const __m512i p1 = _mm512_maddubs_epi16(u1, load512(y[v]->qs + 128 * h + 64));
-        sumi[v] = _mm512_dpwssd_epi32(sumi[v], p0, sc_lo);
-        sumi[v] = _mm512_dpwssd_epi32(sumi[v], p1, sc_hi);
-    }
-}
-
-/* acc[v] += d_x * d_y[v] * sumi[v], once per super-block. */
-SIMD_INLINE void kq_fold(__m512 *acc, const __m512i *sumi, const block_q8_K *const *y, float dx,
-                         const int NA)
-{
-#pragma GCC unroll 4
-    for (int v = 0; v < NA; v++)
-        acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]), acc[v]);
-}
-
-/*
- * Q3_K, in the manner of Q4_K: the super-block's 64 qs bytes are one
- * register, and its bit-field g (shift 2g) is register g: bytes 0..31 are
- * elements 32g.. of the first half, bytes 32..63 elements 32g.. of the
- * second, so its 128-bit lanes are sub-blocks 2g, 2g+1, 8+2g, 9+2g. The
- * third bit comes from [hmask | hmask >> 4] (bit g of each byte) as a
- * masked add of 4: u = q + 4 in 0..7. The activation is regrouped to match
- * once per call (k3_yprep), and per register:
+ * Both keep their weights in 2-bit fields, in the manner of Q4_K: the
+ * super-block's 64 qs bytes are one register, and its bit-field g (shift
+ * 2g) is register g: bytes 0..31 are elements 32g.. of the first half,
+ * bytes 32..63 elements 32g.. of the second, so its 128-bit lanes are
+ * sub-blocks 2g, 2g+1, 8+2g, 9+2g. Q3_K's third bit comes from
+ * [hmask | hmask >> 4] (bit g of each byte): u = q + 4 in 0..7; Q2_K's
+ * weights are u = q in 0..3. The activation is regrouped to match once per
+ * call (kq2_yprep), and per register:
  *
  *   vpdpbusd    u x y, 4 products per int32 lane, |lane| <= 4 * 7 * 128
  *   vpackssdw   registers 0|1 and 2|3 to int16 (exact), lanes now
  *               [sub-block a x 4, sub-block b x 4] per 128 bits
  *   vpdpwssd    times the scales spread to match (one vpermw each)
  *
- * and the offset -4 * sum sc * bsums is one more vpdpwssd against the
- * prepared -4 * bsums. Everything before the one float FMA per super-block
- * is exact integer arithmetic.
+ * Q3_K's offset, -4 * sum sc * bsums, is one more vpdpwssd into the same
+ * sums, against the prepared -4 * bsums; Q2_K's min term, dmin * sum m *
+ * bsums, is a float sum of its own, kept -4 times too large off the same
+ * vector and scaled back at the end (exactly: a power of two).
+ * Everything before the float FMAs of a super-block is exact integer
+ * arithmetic. Batches (dot_multi) take four activations per pass over a
+ * row, each with its own sums and the same operations, so they give
+ * vec_dot's bits.
  */
-#define K3_PREP_MAX 112 /* 28672 columns in a 32 KiB frame; longer rows go in segments */
+#define KQ_MULTI_MAX 4
+#define KQ2_PREP_MAX 112 /* 28672 columns in a 32 KiB frame; longer rows go in segments */
 
-typedef struct k3_yprep {
-    __m512i q[K3_PREP_MAX][4];  /* register g: y[32g .. 32g+31] | y[128+32g .. 128+32g+31] */
-    __m256i nb4[K3_PREP_MAX];   /* -4 * bsums, int16 (|4 * 16 * 128| fits) */
-    float d[K3_PREP_MAX];
-} k3_yprep;
+typedef struct kq2_yprep {
+    __m512i q[KQ2_PREP_MAX][4]; /* register g: y[32g .. 32g+31] | y[128+32g .. 128+32g+31] */
+    __m256i nb4[KQ2_PREP_MAX]; /* -4 * bsums, int16 (|4 * 16 * 128| fits) */
+    float d[KQ2_PREP_MAX];
+} kq2_yprep;
 
-static void k3_prepare(const block_q8_K *y, int64_t cnt, k3_yprep *yp)
+static void kq2_prepare(const block_q8_K *y, int64_t cnt, kq2_yprep *yp)
 {
     for (int64_t i = 0; i < cnt; i++) {
         for (int g = 0; g < 4; g++)
@@ -631,14 +588,42 @@ static void k3_prepare(const block_q8_K *y, int64_t cnt, k3_yprep *yp)
     }
 }
 
+static void kq2_act_prep(int64_t n, const void *restrict y, void *restrict buf)
+{
+    kq2_prepare(y, n / QK_K, buf);
+}
+
+/* A row's running sums: acc over the scaled products, mins over -4 times
+ * Q2_K's min terms (zero for Q3_K). */
+typedef struct kq2_acc {
+    __m512 acc;
+    __m256 mins;
+} kq2_acc;
+
 /* vpermw controls: lane L of [sub-block a(L) x 4, sub-block b(L) x 4] for
  * registers 0|1 (a = 0, 1, 8, 9; b = 2, 3, 10, 11) and 2|3 (+4 each). */
-#define K3_SC(a, b) a, a, a, a, b, b, b, b
-static _Alignas(64) const uint16_t k_k3_sc[2][32] = {
-    {K3_SC(0, 2), K3_SC(1, 3), K3_SC(8, 10), K3_SC(9, 11)},
-    {K3_SC(4, 6), K3_SC(5, 7), K3_SC(12, 14), K3_SC(13, 15)},
+#define KQ2_SC(a, b) a, a, a, a, b, b, b, b
+static _Alignas(64) const uint16_t k_kq2_sc[2][32] = {
+    {KQ2_SC(0, 2), KQ2_SC(1, 3), KQ2_SC(8, 10), KQ2_SC(9, 11)},
+    {KQ2_SC(4, 6), KQ2_SC(5, 7), KQ2_SC(12, 14), KQ2_SC(13, 15)},
 };
-#undef K3_SC
+#undef KQ2_SC
+
+/* sumi + the super-block's scaled products with one prepared activation:
+ * u, its four weight registers; sc, its 16 scales (int16) as vpermw reads
+ * them; y, the activation's four registers. */
+SIMD_INLINE __m512i kq2_dot(__m512i sumi, const __m512i u[4], __m512i sc, const __m512i *y)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i s01 = _mm512_permutexvar_epi16(_mm512_load_si512(k_kq2_sc[0]), sc);
+    const __m512i s23 = _mm512_permutexvar_epi16(_mm512_load_si512(k_kq2_sc[1]), sc);
+    const __m512i t0 = _mm512_dpbusd_epi32(zero, u[0], y[0]);
+    const __m512i t1 = _mm512_dpbusd_epi32(zero, u[1], y[1]);
+    const __m512i t2 = _mm512_dpbusd_epi32(zero, u[2], y[2]);
+    const __m512i t3 = _mm512_dpbusd_epi32(zero, u[3], y[3]);
+    sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t0, t1), s01);
+    return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t2, t3), s23);
+}
 
 /* hm with bit g of each byte moved to bit 2 (16-bit shifts: what crosses
  * into the next byte lands outside bit 2, which the caller keeps alone). */
@@ -653,11 +638,12 @@ SIMD_INLINE __m512i k3_bit_to_2(__m512i hm, int g)
 }
 
 /*
- * The 16 scales as int8, bias removed (-32..31), with vector instructions
- * (simd_q3k_scales does it in integer registers): scale j's low four bits
- * are the low (j < 8) or high nibble of byte j % 8, its top two bits are
- * bits 2 (j / 4), +1 of byte 8 + j % 4, which the dword of bytes 8..11
- * shifted right by 0, 2, 4, 6 brings to the bottom of lane j / 4's bytes.
+ * Q3_K's 16 scales as int8, bias removed (-32..31), with vector
+ * instructions (simd_q3k_scales does it in integer registers): scale j's
+ * low four bits are the low (j < 8) or high nibble of byte j % 8, its top
+ * two bits are bits 2 (j / 4), +1 of byte 8 + j % 4, which the dword of
+ * bytes 8..11 shifted right by 0, 2, 4, 6 brings to the bottom of lane
+ * j / 4's bytes.
  */
 SIMD_INLINE __m128i k3_scales(const uint8_t *q)
 {
@@ -673,22 +659,19 @@ SIMD_INLINE __m128i k3_scales(const uint8_t *q)
 }
 
 /*
- * Super-blocks [i0, i0 + cnt) of row x against NA (1..4) prepared
- * activations (each holding super-blocks from p0 on), into acc[v]: each
- * super-block's weights and scales are unpacked once for all NA, and each
- * activation gets the same operations whatever NA is.
+ * q3k_span_na / q2k_span_na: super-blocks [i0, i0 + cnt) of row x against
+ * NA (1..4) prepared activations (each holding super-blocks from p0 on),
+ * into a[v]: each super-block's weights and scales are unpacked once for
+ * all NA, and each activation gets the same operations whatever NA is.
  */
 SIMD_INLINE void q3k_span_na(const block_q3_K *restrict x, int64_t i0, int64_t cnt,
-                             const k3_yprep *const *yp, int64_t p0, __m512 *acc, const int NA)
+                             const kq2_yprep *const *yp, int64_t p0, kq2_acc *a, const int NA)
 {
     const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
-    const __m512i zero = _mm512_setzero_si512();
     for (int64_t i = i0; i < i0 + cnt; i++) {
         const int64_t j = i - p0;
         simd_prefetch(&x[i], sizeof x[i]);
-        const __m512i sc = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(k3_scales(x[i].scales)));
-        const __m512i s01 = _mm512_permutexvar_epi16(_mm512_load_si512(k_k3_sc[0]), sc);
-        const __m512i s23 = _mm512_permutexvar_epi16(_mm512_load_si512(k_k3_sc[1]), sc);
+        const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(k3_scales(x[i].scales)));
         const __m512i hm = pair_shifted(load256(x[i].hmask), 4);
         const __m512i q = load512(x[i].qs);
         __m512i u[4];
@@ -699,141 +682,143 @@ SIMD_INLINE void q3k_span_na(const block_q3_K *restrict x, int64_t i0, int64_t c
         }
         const float dx = simd_f16(x[i].d);
 #pragma GCC unroll 4
-        for (int v = 0; v < NA; v++) {
-            const __m512i *y = yp[v]->q[j];
-            __m512i sumi = _mm512_dpwssd_epi32(zero, sc, _mm512_zextsi256_si512(yp[v]->nb4[j]));
-            const __m512i t0 = _mm512_dpbusd_epi32(zero, u[0], y[0]);
-            const __m512i t1 = _mm512_dpbusd_epi32(zero, u[1], y[1]);
-            const __m512i t2 = _mm512_dpbusd_epi32(zero, u[2], y[2]);
-            const __m512i t3 = _mm512_dpbusd_epi32(zero, u[3], y[3]);
-            sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t0, t1), s01);
-            sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t2, t3), s23);
-            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(dx * yp[v]->d[j]), _mm512_cvtepi32_ps(sumi),
-                                     acc[v]);
+        for (int v = 0; v < NA; v++) { /* sc x -4 bsums, in the low 8 lanes */
+            const __m512i off = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc,
+                                                    _mm512_zextsi256_si512(yp[v]->nb4[j]));
+            const __m512i sumi = kq2_dot(off, u, sc, yp[v]->q[j]);
+            a[v].acc = _mm512_fmadd_ps(_mm512_set1_ps(dx * yp[v]->d[j]), _mm512_cvtepi32_ps(sumi),
+                                       a[v].acc);
         }
     }
 }
 
-/* Rows against y prepared whole (n / QK_K <= K3_PREP_MAX). */
-static void q3k_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,
-                          size_t stride, const void *restrict vyp)
-{
-    const k3_yprep *one[1] = {vyp};
-    for (int r = 0; r < nr; r++) {
-        __m512 acc = _mm512_setzero_ps();
-        q3k_span_na((const block_q3_K *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K,
-                    one, 0, &acc, 1);
-        s[r] = hsum16(acc);
-    }
-}
-
-/* Rows against plain Q8_K, prepared here (per segment, per row, past
- * K3_PREP_MAX super-blocks: the same FMAs in the same order). */
-void quant_vec_dot_q3_K_avx512_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,
-                                    size_t stride, const void *restrict vy)
-{
-    const block_q8_K *y = vy;
-    const int64_t nb = n / QK_K;
-    k3_yprep yp;
-    const k3_yprep *one[1] = {&yp};
-    if (nb <= K3_PREP_MAX) {
-        k3_prepare(y, nb, &yp);
-        q3k_rows_prep(n, nr, s, vx, stride, &yp);
-        return;
-    }
-    for (int r = 0; r < nr; r++) {
-        const block_q3_K *x = (const block_q3_K *)((const uint8_t *)vx + (size_t)r * stride);
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t p = 0; p < nb; p += K3_PREP_MAX) {
-            const int64_t cnt = nb - p < K3_PREP_MAX ? nb - p : K3_PREP_MAX;
-            k3_prepare(y + p, cnt, &yp);
-            q3k_span_na(x, p, cnt, one, p, &acc, 1);
-        }
-        s[r] = hsum16(acc);
-    }
-}
-
-void quant_vec_dot_q3_K_avx512(int64_t n, float *restrict s, const void *restrict vx,
-                               const void *restrict vy)
-{
-    quant_vec_dot_q3_K_avx512_rows(n, 1, s, vx, sizeof(block_q3_K), vy);
-}
-
-/* nr rows against na prepared activations, four at a time (quant.h:
- * quant_dot_multi_fn): each result is q3k_rows_prep's for that activation. */
-static void q3k_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,
-                      const void *restrict vx, size_t stride, const void *restrict vyp,
-                      size_t yp_stride)
-{
-    for (int r = 0; r < nr; r++) {
-        const block_q3_K *x = (const block_q3_K *)((const uint8_t *)vx + (size_t)r * stride);
-        for (int v0 = 0; v0 < na; v0 += KQ_MULTI_MAX) {
-            const int nv = na - v0 < KQ_MULTI_MAX ? na - v0 : KQ_MULTI_MAX;
-            const k3_yprep *yp[KQ_MULTI_MAX];
-            __m512 acc[KQ_MULTI_MAX];
-            for (int v = 0; v < nv; v++) {
-                yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);
-                acc[v] = _mm512_setzero_ps();
-            }
-            switch (nv) { /* a constant NA per case, for registers */
-            case 1: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 1); break;
-            case 2: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 2); break;
-            case 3: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 3); break;
-            default: q3k_span_na(x, 0, n / QK_K, yp, 0, acc, 4); break;
-            }
-            for (int v = 0; v < nv; v++)
-                s[(size_t)(v0 + v) * s_stride + r] = hsum16(acc[v]);
-        }
-    }
-}
-
-static void k3_act_prep(int64_t n, const void *restrict y, void *restrict buf)
-{
-    k3_prepare(y, n / QK_K, buf);
-}
-
-SIMD_INLINE void q2k_row_na(int64_t nb, const block_q2_K *restrict x, const uint8_t *yb,
-                            size_t ys, float *out, size_t s_stride, const int NA)
+SIMD_INLINE void q2k_span_na(const block_q2_K *restrict x, int64_t i0, int64_t cnt,
+                             const kq2_yprep *const *yp, int64_t p0, kq2_acc *a, const int NA)
 {
     const __m512i low2 = _mm512_set1_epi8(3);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    __m512 acc[KQ_MULTI_MAX];
-    __m256 mins[KQ_MULTI_MAX];
-    for (int v = 0; v < NA; v++) {
-        acc[v] = _mm512_setzero_ps();
-        mins[v] = _mm256_setzero_ps();
-    }
-    for (int64_t i = 0; i < nb; i++) {
+    for (int64_t i = i0; i < i0 + cnt; i++) {
+        const int64_t j = i - p0;
         simd_prefetch(&x[i], sizeof x[i]);
+        /* scales[k]: low nibble the scale, high nibble the min of sub-block k */
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(raw, low4)));
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
-        const float dmin = simd_f16(x[i].dmin);
-        const block_q8_K *y[KQ_MULTI_MAX];
-        __m512i sumi[KQ_MULTI_MAX];
-        kq_rows_at(yb, ys, i, y, NA);
+        const __m512i q = load512(x[i].qs);
+        __m512i u[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+            u[g] = _mm512_and_si512(g ? _mm512_srli_epi16(q, 2 * g) : q, low2);
+        const float dx = simd_f16(x[i].d), dmin = simd_f16(x[i].dmin);
 #pragma GCC unroll 4
         for (int v = 0; v < NA; v++) {
-            const __m256i msum = _mm256_madd_epi16(m16, load256(y[v]->bsums));
-            mins[v] = _mm256_fmadd_ps(_mm256_set1_ps(y[v]->d * dmin), _mm256_cvtepi32_ps(msum),
-                                      mins[v]);
-            sumi[v] = _mm512_setzero_si512();
+            const __m512i sumi = kq2_dot(_mm512_setzero_si512(), u, sc, yp[v]->q[j]);
+            const float dy = yp[v]->d[j];
+            a[v].acc = _mm512_fmadd_ps(_mm512_set1_ps(dx * dy), _mm512_cvtepi32_ps(sumi), a[v].acc);
+            const __m256i msum = _mm256_madd_epi16(m16, yp[v]->nb4[j]);
+            a[v].mins = _mm256_fmadd_ps(_mm256_set1_ps(dmin * dy), _mm256_cvtepi32_ps(msum),
+                                        a[v].mins);
         }
-        const __m128i sc8 = _mm_and_si128(raw, low4);
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            const __m512i q = pair_shifted(load256(x[i].qs + 32 * h), 2);
-            const __m512i u0 = _mm512_and_si512(q, low2);
-            const __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), low2);
-            const __m128i half = h ? _mm_srli_si128(sc8, 8) : sc8;
-            k2_half(u0, u1, _mm_cvtepu8_epi16(half), y, h, sumi, NA);
-        }
-        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
     }
-    for (int v = 0; v < NA; v++)
-        out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]) - simd_hsum_f32x8(mins[v]);
 }
 
-SIMD_ROW_NA_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_multi, q2k_row_na, block_q2_K, QK_K, KQ_MULTI_MAX)
+SIMD_INLINE float kq2_result(kq2_acc a)
+{
+    return hsum16(a.acc) + 0.25f * simd_hsum_f32x8(a.mins);
+}
+
+/*
+ * For name over span_na (xtype blocks): name##_rows_prep, rows against y
+ * prepared whole (quant_act_prep's dot_rows); name##_rows, rows against
+ * plain Q8_K, prepared here (per row, in segments of KQ2_PREP_MAX
+ * super-blocks past that: the same FMAs in the same order); name, one row;
+ * name##_multi, nr rows against na prepared activations four at a time.
+ */
+#define DEFINE_KQ2_ENTRIES(name, span_na, xtype)                                                    \
+    static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,    \
+                                 size_t stride, const void *restrict vyp)                          \
+    {                                                                                              \
+        const kq2_yprep *one[1] = {vyp};                                                           \
+        for (int r = 0; r < nr; r++) {                                                             \
+            kq2_acc a = {_mm512_setzero_ps(), _mm256_setzero_ps()};                                \
+            span_na((const xtype *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K, one,   \
+                    0, &a, 1);                                                                     \
+            s[r] = kq2_result(a);                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride, \
+                     const void *restrict vy)                                                      \
+    {                                                                                              \
+        const block_q8_K *y = vy;                                                                  \
+        const int64_t nb = n / QK_K;                                                               \
+        kq2_yprep yp;                                                                              \
+        const kq2_yprep *one[1] = {&yp};                                                           \
+        if (nb <= KQ2_PREP_MAX) {                                                                  \
+            kq2_prepare(y, nb, &yp);                                                               \
+            name##_rows_prep(n, nr, s, vx, stride, &yp);                                           \
+            return;                                                                                \
+        }                                                                                          \
+        for (int r = 0; r < nr; r++) {                                                             \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
+            kq2_acc a = {_mm512_setzero_ps(), _mm256_setzero_ps()};                                \
+            for (int64_t p = 0; p < nb; p += KQ2_PREP_MAX) {                                       \
+                const int64_t cnt = nb - p < KQ2_PREP_MAX ? nb - p : KQ2_PREP_MAX;                 \
+                kq2_prepare(y + p, cnt, &yp);                                                      \
+                span_na(x, p, cnt, one, p, &a, 1);                                                 \
+            }                                                                                      \
+            s[r] = kq2_result(a);                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
+    {                                                                                              \
+        name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                               \
+    }                                                                                              \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
+                             const void *restrict vx, size_t stride, const void *restrict vyp,     \
+                             size_t yp_stride)                                                     \
+    {                                                                                              \
+        for (int r = 0; r < nr; r++) {                                                             \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
+            for (int v0 = 0; v0 < na; v0 += KQ_MULTI_MAX) {                                        \
+                const int nv = na - v0 < KQ_MULTI_MAX ? na - v0 : KQ_MULTI_MAX;                    \
+                const kq2_yprep *yp[KQ_MULTI_MAX];                                                 \
+                kq2_acc a[KQ_MULTI_MAX];                                                           \
+                for (int v = 0; v < nv; v++) {                                                     \
+                    yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);   \
+                    a[v] = (kq2_acc){_mm512_setzero_ps(), _mm256_setzero_ps()};                    \
+                }                                                                                  \
+                switch (nv) { /* a constant NA per case, for registers */                          \
+                case 1: span_na(x, 0, n / QK_K, yp, 0, a, 1); break;                               \
+                case 2: span_na(x, 0, n / QK_K, yp, 0, a, 2); break;                               \
+                case 3: span_na(x, 0, n / QK_K, yp, 0, a, 3); break;                               \
+                default: span_na(x, 0, n / QK_K, yp, 0, a, 4); break;                              \
+                }                                                                                  \
+                for (int v = 0; v < nv; v++)                                                       \
+                    s[(size_t)(v0 + v) * s_stride + r] = kq2_result(a[v]);                         \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_KQ2_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_span_na, block_q3_K)
+DEFINE_KQ2_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_span_na, block_q2_K)
+
+/* Super-block i of NA plain Q8_K rows at yb, ys bytes apart. */
+SIMD_INLINE void kq_rows_at(const uint8_t *yb, size_t ys, int64_t i, const block_q8_K **y,
+                            const int NA)
+{
+#pragma GCC unroll 4
+    for (int v = 0; v < NA; v++)
+        y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
+}
+
+/* acc[v] += d_x * d_y[v] * sumi[v], once per super-block. */
+SIMD_INLINE void kq_fold(__m512 *acc, const __m512i *sumi, const block_q8_K *const *y, float dx,
+                         const int NA)
+{
+#pragma GCC unroll 4
+    for (int v = 0; v < NA; v++)
+        acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]), acc[v]);
+}
 
 /* --- IQ4_XS ------------------------------------------------------------ */
 
@@ -910,9 +895,12 @@ void quant_kq_avx512_act_preps(quant_kernels *k)
                                             quant_vec_dot_q5_K_avx512_multi, sizeof(k4_yprep),
                                             (int64_t)K4_PREP_MAX * QK_K};
     k->act_prep[QT_IQ4_XS] = (quant_act_prep){NULL, NULL, iq4xs_multi, 0, 0};
-    k->act_prep[QT_Q3_K] = (quant_act_prep){k3_act_prep, q3k_rows_prep, q3k_multi, sizeof(k3_yprep),
-                                            (int64_t)K3_PREP_MAX * QK_K};
-    k->act_prep[QT_Q2_K] = (quant_act_prep){NULL, NULL, q2k_multi, 0, 0};
+    k->act_prep[QT_Q2_K] = (quant_act_prep){kq2_act_prep, quant_vec_dot_q2_K_avx512_rows_prep,
+                                            quant_vec_dot_q2_K_avx512_multi, sizeof(kq2_yprep),
+                                            (int64_t)KQ2_PREP_MAX * QK_K};
+    k->act_prep[QT_Q3_K] = (quant_act_prep){kq2_act_prep, quant_vec_dot_q3_K_avx512_rows_prep,
+                                            quant_vec_dot_q3_K_avx512_multi, sizeof(kq2_yprep),
+                                            (int64_t)KQ2_PREP_MAX * QK_K};
     /* Q6_K prepares nothing: its dot_multi reads the Q8_K rows */
     k->act_prep[QT_Q6_K] = (quant_act_prep){NULL, NULL, quant_vec_dot_q6_K_avx512_multi, 0, 0};
 }

@@ -281,7 +281,7 @@ QUANT_SIMD_KQ_TYPES(QUANT_SIMD_DECLARE)
 #undef QUANT_SIMD_DECLARE
 
 /* Their multi-row versions (quant_vec_dot_rows_fn): AVX2 Q4_K and Q5_K,
- * AVX-512 Q3_K, Q4_K, Q5_K and Q6_K. */
+ * AVX-512 Q2_K, Q3_K, Q4_K, Q5_K and Q6_K. */
 void quant_vec_dot_q4_K_avx2_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,
                                   size_t stride, const void *restrict vy);
 void quant_vec_dot_q5_K_avx2_rows(int64_t n, int nr, float *restrict s, const void *restrict vx,
@@ -299,7 +299,7 @@ void quant_vec_dot_q4_K_avxvnni_rows(int64_t n, int nr, float *restrict s,
 void quant_vec_dot_q5_K_avxvnni_rows(int64_t n, int nr, float *restrict s,
                                      const void *restrict vx, size_t stride,
                                      const void *restrict vy);
-#define QUANT_SIMD_KQ_ROWS_TYPES(X) X(q3_K) X(q4_K) X(q5_K) X(q6_K)
+#define QUANT_SIMD_KQ_ROWS_TYPES(X) X(q2_K) X(q3_K) X(q4_K) X(q5_K) X(q6_K)
 #define QUANT_SIMD_DECLARE_ROWS(t)                                                                \
     void quant_vec_dot_##t##_avx512_rows(int64_t n, int nr, float *restrict s,                    \
                                          const void *restrict vx, size_t stride,                  \
