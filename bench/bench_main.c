@@ -88,6 +88,8 @@ struct run {
     struct cell cells[MAX_TYPES][N_SHAPES][MAX_THREADS];
     int failures;
     char loadavg[64]; /* /proc/loadavg's first three fields: was the machine busy? */
+    int retry_rounds;     /* rounds of retry_targets that measured something */
+    double retry_seconds; /* and how long they took */
 };
 
 static int usage(FILE *f)
@@ -252,6 +254,85 @@ static double bandwidth(const struct run *R, int ti)
     return bench_best_rate(&R->bandwidth[ti]);
 }
 
+#define QUIET_SHARE 0.9 /* a quiet pair: both bandwidth samples reach this share of the best */
+#define QUIET_MIN_PAIRS 3 /* quiet pairs wanted before their median decides the target */
+
+/* Median matvec / bandwidth over a cell's quiet pairs (bench.h); *n: how many. */
+static double quiet_pct(const struct run *R, int ti, const struct cell *c, int *n)
+{
+    return 100.0 * bench_pairs_median(&c->r, QUIET_SHARE * bandwidth(R, ti), n);
+}
+
+/* Index of the 2-thread run, the target's, or -1. */
+static int target_threads(const struct opts *o)
+{
+    for (int ti = 0; ti < o->n_threads; ti++)
+        if (o->threads[ti] == 2)
+            return ti;
+    return -1;
+}
+
+/* Whether types[k] is one of the target types. */
+static int is_target_type(quant_type t)
+{
+    for (size_t i = 0; i < sizeof k_target_types / sizeof *k_target_types; i++)
+        if (t == k_target_types[i])
+            return 1;
+    return 0;
+}
+
+#define RETRY_SECONDS 240 /* at most this long measuring unjudged target cells again */
+
+/*
+ * A neighbour can keep the bus busy through a target cell's whole
+ * measurement and leave it no quiet pairs to be judged on. Such cells (the
+ * target types, the judged shapes, 2 threads) are measured again, round
+ * after round, until each has QUIET_MIN_PAIRS or RETRY_SECONDS have gone:
+ * each round is a fresh measurement, which replaces the cell's pairs if it
+ * has more quiet ones (the best sample stays the best of both). The choice
+ * looks at the bandwidth samples alone, never at the matvec figures.
+ */
+static void retry_targets(struct run *R, sw_pool *pool, int ti, void *arena)
+{
+    const struct opts *o = &R->o;
+    double t0 = bench_now();
+    for (int pending = 1; pending && bench_now() - t0 < RETRY_SECONDS;) {
+        pending = 0;
+        for (int k = 0; k < o->n_types; k++)
+            for (int s = 0; s < N_SHAPES && bench_now() - t0 < RETRY_SECONDS; s++) {
+                const struct shape *sh = &R->shapes[s];
+                struct cell *c = &R->cells[k][s][ti];
+                int n_old, n_new, n_mats = 0;
+                char why[160];
+                if (!is_target_type(o->types[k]) || !sh->judged || !c->ok)
+                    continue;
+                quiet_pct(R, ti, c, &n_old);
+                if (n_old >= QUIET_MIN_PAIRS)
+                    continue;
+                pending = 1;
+                bench_result r;
+                if (bench_matvec_prepare(o->types[k], sh->rows, sh->cols, arena, o->arena_bytes,
+                                         &n_mats, why, sizeof why))
+                    continue;
+                resample_bandwidth(R, pool, ti, arena);
+                if (bench_matvec_run(pool, o->types[k], sh->rows, sh->cols, sh->per_call, arena,
+                                     n_mats, o->reps, &r, why, sizeof why))
+                    continue; /* the first measurement stands */
+                quiet_pct(R, ti, c, &n_old); /* against the best bandwidth, which may have risen */
+                bench_pairs_median(&r, QUIET_SHARE * bandwidth(R, ti), &n_new);
+                bench_best_merge(&r.rate, &c->r.rate);
+                if (n_new > n_old)
+                    c->r = r;
+                else
+                    c->r.rate = r.rate;
+                fprintf(stderr, "retry %-6s %s 2T: %d quiet pairs (had %d)\n",
+                        quant_name(o->types[k]), shape_name(sh, why, sizeof why), n_new, n_old);
+            }
+        R->retry_rounds += pending;
+    }
+    R->retry_seconds = bench_now() - t0;
+}
+
 static int measure(struct run *R)
 {
     const struct opts *o = &R->o;
@@ -301,6 +382,11 @@ static int measure(struct run *R)
         }
     for (int ti = 0; ti < o->n_threads; ti++)
         resample_bandwidth(R, pools[ti], ti, arena);
+    /* last: a round that measures nothing has checked every cell against
+     * the final best bandwidth */
+    int ti2 = target_threads(o);
+    if (!o->quick && ti2 >= 0)
+        retry_targets(R, pools[ti2], ti2, arena);
     rc = 0;
 done:
     for (int ti = 0; ti < o->n_threads; ti++)
@@ -426,15 +512,6 @@ static void report_bandwidth(FILE *f, const struct run *R)
     fprintf(f, "\n");
 }
 
-#define QUIET_SHARE 0.9 /* a quiet pair: both bandwidth samples reach this share of the best */
-#define QUIET_MIN_PAIRS 3 /* quiet pairs wanted before their median decides the target */
-
-/* Median matvec / bandwidth over a cell's quiet pairs (bench.h); *n: how many. */
-static double quiet_pct(const struct run *R, int ti, const struct cell *c, int *n)
-{
-    return 100.0 * bench_pairs_median(&c->r, QUIET_SHARE * bandwidth(R, ti), n);
-}
-
 static void report_pair_cell(FILE *f, const struct run *R, int ti, const struct cell *c)
 {
     int n_all, n_quiet;
@@ -491,10 +568,7 @@ static void report_table(FILE *f, const struct run *R, int value)
 static void report_target(FILE *f, const struct run *R)
 {
     const struct opts *o = &R->o;
-    int ti2 = -1;
-    for (int ti = 0; ti < o->n_threads; ti++)
-        if (o->threads[ti] == 2)
-            ti2 = ti;
+    int ti2 = target_threads(o);
     fprintf(f, "## Target: Q4_K, Q6_K, Q8_0 with 2 threads >= %.0f%% of 2-thread bandwidth\n\n",
             TARGET_PCT);
     if (ti2 < 0) {
@@ -510,7 +584,13 @@ static void report_target(FILE *f, const struct run *R)
             fprintf(f, "%s %s", first ? "" : ",", shape_name(&R->shapes[s], name, sizeof name));
             first = 0;
         }
-    fprintf(f, ".\n\n");
+    fprintf(f, ".");
+    if (R->retry_rounds)
+        fprintf(f, " Cells short of quiet samples were measured again after the table's pass (%d "
+                   "round%s, %.0f s; at most %d s), each keeping the measurement with more quiet "
+                   "samples: chosen by the bandwidth samples alone, never by the matvec figures.",
+                R->retry_rounds, R->retry_rounds == 1 ? "" : "s", R->retry_seconds, RETRY_SECONDS);
+    fprintf(f, "\n\n");
     int all = 1, seen = 0, unjudged = 0;
     for (size_t i = 0; i < sizeof k_target_types / sizeof *k_target_types; i++)
         for (int k = 0; k < o->n_types; k++) {

@@ -348,6 +348,45 @@ TEST(bench_json_fields_are_sane)
     free(err);
 }
 
+/* --retry-decode: against a reference no sample can reach, no block is quiet,
+ * so the decode runs again until the seconds are up; the kept pass is a
+ * whole one (its blocks and samples), and without the option there is one. */
+TEST(bench_retry_decode_passes)
+{
+    char *out, *err;
+    int rc = spill(&out, &err, "bench '%s' --prompt 8 --gen 8 --threads 2 --retry-decode 1 "
+                               "--quiet-ref 100000 --json",
+                   test_fixture(STORIES));
+    CHECKF(rc == 0, "rc %d: %s", rc, err);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    CHECKF(j, "bad JSON: %s", out);
+    json_int_t passes = json_integer_value(json_object_get(j, "decode_passes"));
+    CHECKF(passes > 1, "%lld passes", (long long)passes);
+    json_t *pr = json_object_get(j, "paired");
+    CHECK_EQ(json_integer_value(json_object_get(pr, "blocks")), 2);
+    CHECK_EQ(json_array_size(json_object_get(pr, "sample_gbs")), 3);
+    CHECK(json_number_value(json_object_get(j, "decode_tps")) > 0);
+    json_decref(j);
+    free(out);
+    free(err);
+
+    rc = spill(&out, &err, "bench '%s' --prompt 8 --gen 8 --json", test_fixture(STORIES));
+    CHECKF(rc == 0, "rc %d: %s", rc, err);
+    j = json_loads(out, 0, &je);
+    CHECKF(j, "bad JSON: %s", out);
+    CHECK_EQ(json_integer_value(json_object_get(j, "decode_passes")), 1);
+    json_decref(j);
+    free(out);
+    free(err);
+
+    rc = spill(&out, &err, "bench '%s' --gen 8 --quiet-ref x1", test_fixture(STORIES));
+    CHECK(rc != 0);
+    CHECK_HAS(err, "bad value 'x1' for --quiet-ref");
+    free(out);
+    free(err);
+}
+
 TEST(bench_text_report)
 {
     char *out, *err;

@@ -72,6 +72,17 @@ done:
     free(bw);
 }
 
+int bench_pairs_quiet(const bench_pairs *p, double ref)
+{
+    double best = ref;
+    for (int i = 0; i < p->n_samples; i++)
+        best = p->bw[i] > best ? p->bw[i] : best;
+    int n = 0;
+    for (int b = 0; b < p->n_blocks; b++)
+        n += p->bw[b] >= BENCH_PAIR_QUIET * best && p->bw[b + 1] >= BENCH_PAIR_QUIET * best;
+    return n;
+}
+
 void bench_pairs_close(bench_pairs *p)
 {
     if (p->buf)

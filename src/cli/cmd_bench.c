@@ -25,7 +25,12 @@
  *              runs in blocks with a bandwidth sample between them, and the
  *              best sample of all is the figure (bench_pairs.h: each block
  *              is also reported against the samples around it, since other
- *              tenants' DRAM traffic moves the bandwidth while we measure).
+ *              tenants' DRAM traffic moves the bandwidth while we measure);
+ *   retries    --retry-decode S runs the decode again, from an empty cache,
+ *              while it has fewer than 5 quiet blocks (both samples at 90%
+ *              of the best, or of --quiet-ref), for at most S seconds, and
+ *              keeps the pass with the most: what make bench judges the
+ *              decode target on. The choice sees the samples alone.
  *
  * For MoE models it also reports routing statistics over the decode steps,
  * so degenerate routing shows: distinct experts per layer per window of 100
@@ -73,6 +78,11 @@ static const char *usage_text =
     "  --threads N       threads (default: all CPUs this process may use)\n"
     "  --kv-type T       KV cache type: f16 (default), f32 or q8_0\n"
     "  --no-warmup       skip the warm-up prefill\n"
+    "  --retry-decode S  while the decode has fewer than 5 quiet 4-token blocks (both\n"
+    "                    bandwidth samples around it at 90% of the best), run it again\n"
+    "                    from an empty cache, for at most S seconds, and keep the pass\n"
+    "                    with the most (default 0: one pass)\n"
+    "  --quiet-ref GBPS  a best bandwidth seen elsewhere (GB/s), for what counts as quiet\n"
     "  --models-dir DIR  also look for MODEL names in DIR (repeatable)\n"
     "  --json            print one JSON object\n"
     "  --replay TRACE    drive MODEL's store and reader with the routing of a recorded\n"
@@ -171,6 +181,8 @@ typedef struct bench_args {
     const char **dirs;
     int n_dirs;
     int n_prompt, n_gen, n_threads;
+    double retry_decode_s; /* 0: one decode pass */
+    double quiet_ref;      /* bytes/s; 0: the run's own samples only */
     bool json, warmup;
     quant_type kv_type;
     store_opts store;
@@ -189,6 +201,7 @@ typedef struct bench_run {
     route_stats rs;
     float *logits;
     double prompt_s, decode_s;
+    int decode_passes;    /* decode passes run (--retry-decode); the kept one's figures */
     double bandwidth;     /* bytes/s */
     bool bw_clean;
     read_probe_result disk; /* --disk-probe; disk.reads 0: not run */
@@ -252,6 +265,66 @@ static int bench_prompt(const bench_args *a, bench_run *b, const int32_t *seq, s
     return rc;
 }
 
+/* One pass of a->n_gen decode steps from an empty cache, timed in blocks of
+ * BENCH_PAIR_TOKENS with pairs' bandwidth samples between them (pairs
+ * without room: no samples); *seconds gets the decode time. */
+static int decode_pass(const bench_args *a, bench_run *b, const int32_t *seq, bench_pairs *pairs,
+                       double *seconds, sw_err *err)
+{
+    route_log *log = &b->log;
+    int rc = 0;
+    *seconds = 0;
+    for (int i = 0; i < a->n_gen && rc == 0;) {
+        int n = a->n_gen - i < BENCH_PAIR_TOKENS ? a->n_gen - i : BENCH_PAIR_TOKENS;
+        double experts0 = log->expert_bytes, t0 = bench_now();
+        for (int k = 0; k < n && rc == 0; k++, i++) {
+            log->step = i;
+            rc = model_forward(b->m, b->state, b->kv, b->pool, &seq[i], 1, b->logits,
+                               MODEL_LOGITS_LAST, err);
+        }
+        double dt = bench_now() - t0;
+        *seconds += dt;
+        bench_pairs_block(pairs, n * b->w.resident + log->expert_bytes - experts0, dt);
+    }
+    return rc;
+}
+
+#define DECODE_MIN_QUIET 5 /* quiet blocks bench/run.sh wants before it judges a decode */
+
+/*
+ * --retry-decode: passes again while the kept one has fewer than
+ * DECODE_MIN_QUIET quiet blocks, keeping whichever has more against the
+ * same reference. Each pass decodes the same tokens from an empty cache,
+ * so it routes to the same experts (the routing log is rewritten with the
+ * same values); the choice looks at the bandwidth samples alone.
+ */
+static int decode_retry(const bench_args *a, bench_run *b, const int32_t *seq, double t_start,
+                        sw_err *err)
+{
+    int rc = 0;
+    while (rc == 0 && b->pairs.cap > 0 && bench_now() - t_start < a->retry_decode_s &&
+           bench_pairs_quiet(&b->pairs, a->quiet_ref) < DECODE_MIN_QUIET) {
+        bench_pairs p2;
+        double s2;
+        if ((rc = bench_pairs_open(&p2, b->pool, b->pairs.cap, err)) < 0)
+            break;
+        kv_cache_clear(b->kv);
+        rc = decode_pass(a, b, seq, &p2, &s2, err);
+        b->decode_passes++;
+        double ref = a->quiet_ref;
+        ref = b->pairs.best_clean > ref ? b->pairs.best_clean : ref;
+        ref = p2.best_clean > ref ? p2.best_clean : ref;
+        if (rc == 0 && bench_pairs_quiet(&p2, ref) > bench_pairs_quiet(&b->pairs, ref)) {
+            bench_pairs_close(&b->pairs);
+            b->pairs = p2;
+            b->decode_s = s2;
+        } else {
+            bench_pairs_close(&p2);
+        }
+    }
+    return rc;
+}
+
 static int bench_decode(const bench_args *a, bench_run *b, const int32_t *seq, sw_err *err)
 {
     route_log *log = &b->log;
@@ -274,19 +347,11 @@ static int bench_decode(const bench_args *a, bench_run *b, const int32_t *seq, s
                  : 0;
     if (rc < 0)
         return rc;
-    b->decode_s = 0;
-    for (int i = 0; i < a->n_gen && rc == 0;) {
-        int n = a->n_gen - i < BENCH_PAIR_TOKENS ? a->n_gen - i : BENCH_PAIR_TOKENS;
-        double experts0 = log->expert_bytes, t0 = bench_now();
-        for (int k = 0; k < n && rc == 0; k++, i++) {
-            log->step = i;
-            rc = model_forward(b->m, b->state, b->kv, b->pool, &seq[i], 1, b->logits,
-                               MODEL_LOGITS_LAST, err);
-        }
-        double dt = bench_now() - t0;
-        b->decode_s += dt;
-        bench_pairs_block(&b->pairs, n * b->w.resident + log->expert_bytes - experts0, dt);
-    }
+    double t_start = bench_now();
+    rc = decode_pass(a, b, seq, &b->pairs, &b->decode_s, err);
+    b->decode_passes = 1;
+    if (rc == 0 && a->retry_decode_s > 0)
+        rc = decode_retry(a, b, seq, t_start, err);
     store_stats_get(b->st, &b->st1);
     log->step = -1;
     model_set_route_hook(b->m, NULL, NULL);
@@ -443,6 +508,7 @@ static int print_json(const bench_args *a, const char *path, const bench_run *b,
         return cli_fail("bench: could not build the JSON report");
     store_json_add(j, a, b, f);
     json_object_set_new(j, "paired", paired_json(b));
+    json_object_set_new(j, "decode_passes", json_integer(b->decode_passes));
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     json_decref(j);
     if (!s)
@@ -484,8 +550,11 @@ static void print_text(const bench_args *a, const char *path, const bench_run *b
     bench_pairs_summarize(&b->pairs, &ps);
     if (ps.blocks) {
         printf("paired       %.1f%% of the bandwidth around each %d-token block (median of %d; "
-               "samples %.1f-%.1f GB/s)",
+               "samples %.1f-%.1f GB/s",
                100 * ps.fraction, BENCH_PAIR_TOKENS, ps.blocks, ps.bw_min / 1e9, ps.bw_max / 1e9);
+        if (b->decode_passes > 1)
+            printf("; the quietest of %d decode passes", b->decode_passes);
+        printf(")");
         if (ps.quiet_blocks)
             printf("; %.1f%% in the %d blocks at >= %.0f%% of the best sample\n",
                    100 * ps.fraction_quiet, ps.quiet_blocks, 100 * BENCH_PAIR_QUIET);
@@ -550,6 +619,13 @@ static int parse_args(int argc, char **argv, bench_args *a)
             a->json = true;
         } else if (!strcmp(o, "--no-warmup")) {
             a->warmup = false;
+        } else if (!strcmp(o, "--retry-decode") && v) {
+            bad = cli_parse_int(argv[++i], 0, 3600, &us);
+            a->retry_decode_s = us;
+        } else if (!strcmp(o, "--quiet-ref") && v) {
+            char *end;
+            a->quiet_ref = strtod(argv[++i], &end) * 1e9;
+            bad = *end || !(a->quiet_ref >= 0 && a->quiet_ref < 1e15);
         } else if (!strcmp(o, "--prompt") && v) {
             bad = cli_parse_int(argv[++i], 0, 1 << 20, &a->n_prompt);
         } else if (!strcmp(o, "--gen") && v) {
