@@ -500,7 +500,8 @@ static void report_bandwidth(FILE *f, const struct run *R)
     fprintf(f, "## Memory read bandwidth and pool dispatch\n\n");
     fprintf(f, "Method: one %zu MiB buffer, read in %zu MiB samples; the best sample of %d "
                "passes through the buffer at the start and one more before each matvec "
-               "cell and at the end. Each matvec cell below fills the buffer with as "
+               "cell (a target cell's retry too) and at the end. Each matvec cell below "
+               "fills the buffer with as "
                "many distinct matrices as fit and cycles over them, so weights stream from "
                "DRAM as in a real decode step. GB = 10^9 bytes.%s\n\n",
             R->o.arena_bytes >> 20, BENCH_SEGMENT_BYTES >> 20, R->o.reps,
