@@ -274,14 +274,95 @@ typedef struct k4_acc {
 } k4_acc;
 
 /*
+ * The entries of a kernel over a prepared activation, for name over
+ * SPAN_NA(x, i0, cnt, yp, p0, a, NA) (super-blocks [i0, i0 + cnt) of an
+ * xtype row against NA yprep_t activations holding super-blocks from p0
+ * on, into acc_t a[NA]; PREPARE(y, cnt, yp) fills one, at most PREP_MAX
+ * super-blocks; RESULT(a) finishes a row):
+ *   name##_rows_prep  rows against y prepared whole (quant_act_prep's
+ *                     dot_rows);
+ *   name##_rows       rows against plain Q8_K, prepared here (per row, in
+ *                     segments of PREP_MAX super-blocks past that: the same
+ *                     FMAs in the same order);
+ *   name              one row;
+ *   name##_multi      nr rows against na prepared activations, MAX at a
+ *                     time (quant_dot_multi_fn): each result is
+ *                     name##_rows_prep's for that activation.
+ */
+#define DEFINE_PREP_ENTRIES(name, SPAN_NA, xtype, yprep_t, PREPARE, PREP_MAX, acc_t, ACC_ZERO,         \
+                            RESULT, MAX)                                                               \
+    static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,        \
+                                 size_t stride, const void *restrict vyp)                              \
+    {                                                                                                  \
+        const yprep_t *one[1] = {vyp};                                                                 \
+        for (int r = 0; r < nr; r++) {                                                                 \
+            acc_t a = ACC_ZERO;                                                                        \
+            SPAN_NA((const xtype *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K, one,       \
+                    0, &a, 1);                                                                         \
+            s[r] = RESULT(a);                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride,     \
+                     const void *restrict vy)                                                          \
+    {                                                                                                  \
+        const block_q8_K *y = vy;                                                                      \
+        const int64_t nb = n / QK_K;                                                                   \
+        yprep_t yp;                                                                                    \
+        const yprep_t *one[1] = {&yp};                                                                 \
+        if (nb <= PREP_MAX) {                                                                          \
+            PREPARE(y, nb, &yp);                                                                       \
+            name##_rows_prep(n, nr, s, vx, stride, &yp);                                               \
+            return;                                                                                    \
+        }                                                                                              \
+        for (int r = 0; r < nr; r++) {                                                                 \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
+            acc_t a = ACC_ZERO;                                                                        \
+            for (int64_t p = 0; p < nb; p += PREP_MAX) {                                               \
+                const int64_t cnt = nb - p < PREP_MAX ? nb - p : PREP_MAX;                             \
+                PREPARE(y + p, cnt, &yp);                                                              \
+                SPAN_NA(x, p, cnt, one, p, &a, 1);                                                     \
+            }                                                                                          \
+            s[r] = RESULT(a);                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)          \
+    {                                                                                                  \
+        name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                                   \
+    }                                                                                                  \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,            \
+                             const void *restrict vx, size_t stride, const void *restrict vyp,         \
+                             size_t yp_stride)                                                         \
+    {                                                                                                  \
+        for (int r = 0; r < nr; r++) {                                                                 \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
+            for (int v0 = 0; v0 < na; v0 += MAX) {                                                     \
+                const int nv = na - v0 < MAX ? na - v0 : MAX;                                          \
+                const yprep_t *yp[MAX];                                                                \
+                acc_t a[MAX];                                                                          \
+                for (int v = 0; v < nv; v++) {                                                         \
+                    yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);       \
+                    a[v] = ACC_ZERO;                                                                   \
+                }                                                                                      \
+                switch (nv) { /* a constant NA per case, for registers */                              \
+                case 1: SPAN_NA(x, 0, n / QK_K, yp, 0, a, 1); break;                                   \
+                case 2: SPAN_NA(x, 0, n / QK_K, yp, 0, a, 2); break;                                   \
+                case 3: SPAN_NA(x, 0, n / QK_K, yp, 0, a, 3); break;                                   \
+                default: SPAN_NA(x, 0, n / QK_K, yp, 0, a, MAX); break; /* 4 */                        \
+                }                                                                                      \
+                for (int v = 0; v < nv; v++)                                                           \
+                    s[(size_t)(v0 + v) * s_stride + r] = RESULT(a[v]);                                 \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+/*
  * name##_span_na: super-blocks [i0, i0 + cnt) of row x (i0 a multiple of
  * 4) against NA (1..4) prepared activations (each holds super-blocks from
  * p0 on), four super-blocks at a time, the last group 1..4; each group's
  * scales, mins and weight bytes are unpacked once for all NA, and each
  * activation has its own accumulators and the same float operations
- * whatever NA is. name##_span: one activation. name##_rows: the rows one
- * after another, y prepared once (or per segment of K4_PREP_MAX for longer
- * rows); name: one row.
+ * whatever NA is. DEFINE_PREP_ENTRIES gives the rows, vec_dot and batched
+ * entries over it.
  */
 #define DEFINE_K4_SPAN(name, xtype, HAS_QH)                                                            \
     SIMD_INLINE void name##_span_na(const xtype *restrict x, int64_t i0, int64_t cnt,                  \
@@ -322,94 +403,25 @@ typedef struct k4_acc {
                 }                                                                                      \
             }                                                                                          \
         }                                                                                              \
-    }                                                                                                  \
-    SIMD_INLINE void name##_span(const xtype *restrict x, int64_t i0, int64_t cnt,                     \
-                                 const k4_yprep *restrict yp, int64_t p0, k4_acc *a)                   \
-    {                                                                                                  \
-        const k4_yprep *one[1] = {yp};                                                                 \
-        name##_span_na(x, i0, cnt, one, p0, a, 1);                                                     \
-    }                                                                                                  \
-    /* rows against y prepared whole (nb <= K4_PREP_MAX) */                                          \
-    static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,        \
-                                 size_t stride, const void *restrict vyp)                              \
-    {                                                                                                  \
-        const k4_yprep *yp = vyp;                                                                      \
-        for (int r = 0; r < nr; r++) {                                                                 \
-            k4_acc a = {_mm512_setzero_ps(), _mm512_setzero_ps()};                                     \
-            name##_span((const xtype *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K, yp, 0, \
-                        &a);                                                                           \
-            s[r] = hsum16(_mm512_sub_ps(a.acc, a.mins));                                               \
-        }                                                                                              \
-    }                                                                                                  \
-    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride,     \
-                     const void *restrict vy)                                                          \
-    {                                                                                                  \
-        const block_q8_K *y = vy;                                                                      \
-        const int64_t nb = n / QK_K;                                                                   \
-        k4_yprep yp;                                                                                   \
-        if (nb <= K4_PREP_MAX) {                                                                       \
-            k4_prepare(y, nb, &yp);                                                                    \
-            name##_rows_prep(n, nr, s, vx, stride, &yp);                                               \
-            return;                                                                                    \
-        }                                                                                              \
-        for (int r = 0; r < nr; r++) {                                                                 \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
-            k4_acc a = {_mm512_setzero_ps(), _mm512_setzero_ps()};                                     \
-            for (int64_t p = 0; p < nb; p += K4_PREP_MAX) {                                            \
-                const int64_t cnt = nb - p < K4_PREP_MAX ? nb - p : K4_PREP_MAX;                        \
-                k4_prepare(y + p, cnt, &yp);                                                           \
-                name##_span(x, p, cnt, &yp, p, &a);                                                    \
-            }                                                                                          \
-            s[r] = hsum16(_mm512_sub_ps(a.acc, a.mins));                                               \
-        }                                                                                              \
-    }                                                                                                  \
-    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)          \
-    {                                                                                                  \
-        name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                                   \
     }
 
-/*
- * name##_multi: nr rows against na prepared activations (quant.h:
- * quant_dot_multi_fn), four activations at a time through _span_na, so
- * every result is bit-identical to _rows_prep's for that activation
- * (matmul's batched products; a prefill of 512 tokens spent most of its
- * time unpacking the same weights again for every token).
- */
 #define K4_MULTI_MAX 4
-#define DEFINE_K4_MULTI(name, xtype, HAS_QH)                                                           \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,           \
-                             const void *restrict vx, size_t stride, const void *restrict vyp,         \
-                             size_t yp_stride)                                                         \
-    {                                                                                                  \
-        const int64_t nb = n / QK_K;                                                                   \
-        for (int r = 0; r < nr; r++) {                                                                 \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
-            for (int v0 = 0; v0 < na; v0 += K4_MULTI_MAX) {                                            \
-                const int nv = na - v0 < K4_MULTI_MAX ? na - v0 : K4_MULTI_MAX;                        \
-                const k4_yprep *yp[K4_MULTI_MAX];                                                      \
-                k4_acc a[K4_MULTI_MAX];                                                                \
-                for (int v = 0; v < nv; v++) {                                                         \
-                    yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);       \
-                    a[v] = (k4_acc){_mm512_setzero_ps(), _mm512_setzero_ps()};                         \
-                }                                                                                      \
-                switch (nv) { /* a constant NA per case, for registers */                              \
-                case 1: name##_span_na(x, 0, nb, yp, 0, a, 1); break;                                      \
-                case 2: name##_span_na(x, 0, nb, yp, 0, a, 2); break;                                      \
-                case 3: name##_span_na(x, 0, nb, yp, 0, a, 3); break;                                      \
-                default: name##_span_na(x, 0, nb, yp, 0, a, 4); break;                                      \
-                }                                                                                      \
-                for (int v = 0; v < nv; v++)                                                           \
-                    s[(size_t)(v0 + v) * s_stride + r] = hsum16(_mm512_sub_ps(a[v].acc, a[v].mins));   \
-            }                                                                                          \
-        }                                                                                              \
-    }
-
 #define K4_QH(x, i) ((const block_q5_K *)(x))[i].qh
 DEFINE_K4_SPAN(quant_vec_dot_q4_K_avx512, block_q4_K, 0)
 DEFINE_K4_SPAN(quant_vec_dot_q5_K_avx512, block_q5_K, 1)
-DEFINE_K4_MULTI(quant_vec_dot_q4_K_avx512, block_q4_K, 0)
-DEFINE_K4_MULTI(quant_vec_dot_q5_K_avx512, block_q5_K, 1)
 #undef K4_QH
+
+#define K4_ACC_ZERO ((k4_acc){_mm512_setzero_ps(), _mm512_setzero_ps()})
+SIMD_INLINE float k4_result(k4_acc a)
+{
+    return hsum16(_mm512_sub_ps(a.acc, a.mins));
+}
+DEFINE_PREP_ENTRIES(quant_vec_dot_q4_K_avx512, quant_vec_dot_q4_K_avx512_span_na, block_q4_K,
+                    k4_yprep, k4_prepare, K4_PREP_MAX, k4_acc, K4_ACC_ZERO, k4_result,
+                    K4_MULTI_MAX)
+DEFINE_PREP_ENTRIES(quant_vec_dot_q5_K_avx512, quant_vec_dot_q5_K_avx512_span_na, block_q5_K,
+                    k4_yprep, k4_prepare, K4_PREP_MAX, k4_acc, K4_ACC_ZERO, k4_result,
+                    K4_MULTI_MAX)
 
 /* The prepared form of a row's activations (quant.h: quant_act_prep): the
  * same k4_yprep every call of the rows kernels builds for itself. Matmul
@@ -727,80 +739,11 @@ SIMD_INLINE float kq2_result(kq2_acc a)
     return hsum16(a.acc) + 0.25f * simd_hsum_f32x8(a.mins);
 }
 
-/*
- * For name over span_na (xtype blocks): name##_rows_prep, rows against y
- * prepared whole (quant_act_prep's dot_rows); name##_rows, rows against
- * plain Q8_K, prepared here (per row, in segments of KQ2_PREP_MAX
- * super-blocks past that: the same FMAs in the same order); name, one row;
- * name##_multi, nr rows against na prepared activations four at a time.
- */
-#define DEFINE_KQ2_ENTRIES(name, span_na, xtype)                                                    \
-    static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,    \
-                                 size_t stride, const void *restrict vyp)                          \
-    {                                                                                              \
-        const kq2_yprep *one[1] = {vyp};                                                           \
-        for (int r = 0; r < nr; r++) {                                                             \
-            kq2_acc a = {_mm512_setzero_ps(), _mm256_setzero_ps()};                                \
-            span_na((const xtype *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K, one,   \
-                    0, &a, 1);                                                                     \
-            s[r] = kq2_result(a);                                                                  \
-        }                                                                                          \
-    }                                                                                              \
-    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride, \
-                     const void *restrict vy)                                                      \
-    {                                                                                              \
-        const block_q8_K *y = vy;                                                                  \
-        const int64_t nb = n / QK_K;                                                               \
-        kq2_yprep yp;                                                                              \
-        const kq2_yprep *one[1] = {&yp};                                                           \
-        if (nb <= KQ2_PREP_MAX) {                                                                  \
-            kq2_prepare(y, nb, &yp);                                                               \
-            name##_rows_prep(n, nr, s, vx, stride, &yp);                                           \
-            return;                                                                                \
-        }                                                                                          \
-        for (int r = 0; r < nr; r++) {                                                             \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
-            kq2_acc a = {_mm512_setzero_ps(), _mm256_setzero_ps()};                                \
-            for (int64_t p = 0; p < nb; p += KQ2_PREP_MAX) {                                       \
-                const int64_t cnt = nb - p < KQ2_PREP_MAX ? nb - p : KQ2_PREP_MAX;                 \
-                kq2_prepare(y + p, cnt, &yp);                                                      \
-                span_na(x, p, cnt, one, p, &a, 1);                                                 \
-            }                                                                                      \
-            s[r] = kq2_result(a);                                                                  \
-        }                                                                                          \
-    }                                                                                              \
-    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
-    {                                                                                              \
-        name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                               \
-    }                                                                                              \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,       \
-                             const void *restrict vx, size_t stride, const void *restrict vyp,     \
-                             size_t yp_stride)                                                     \
-    {                                                                                              \
-        for (int r = 0; r < nr; r++) {                                                             \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
-            for (int v0 = 0; v0 < na; v0 += KQ_MULTI_MAX) {                                        \
-                const int nv = na - v0 < KQ_MULTI_MAX ? na - v0 : KQ_MULTI_MAX;                    \
-                const kq2_yprep *yp[KQ_MULTI_MAX];                                                 \
-                kq2_acc a[KQ_MULTI_MAX];                                                           \
-                for (int v = 0; v < nv; v++) {                                                     \
-                    yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);   \
-                    a[v] = (kq2_acc){_mm512_setzero_ps(), _mm256_setzero_ps()};                    \
-                }                                                                                  \
-                switch (nv) { /* a constant NA per case, for registers */                          \
-                case 1: span_na(x, 0, n / QK_K, yp, 0, a, 1); break;                               \
-                case 2: span_na(x, 0, n / QK_K, yp, 0, a, 2); break;                               \
-                case 3: span_na(x, 0, n / QK_K, yp, 0, a, 3); break;                               \
-                default: span_na(x, 0, n / QK_K, yp, 0, a, 4); break;                              \
-                }                                                                                  \
-                for (int v = 0; v < nv; v++)                                                       \
-                    s[(size_t)(v0 + v) * s_stride + r] = kq2_result(a[v]);                         \
-            }                                                                                      \
-        }                                                                                          \
-    }
-
-DEFINE_KQ2_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_span_na, block_q3_K)
-DEFINE_KQ2_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_span_na, block_q2_K)
+#define KQ2_ACC_ZERO ((kq2_acc){_mm512_setzero_ps(), _mm256_setzero_ps()})
+DEFINE_PREP_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_span_na, block_q3_K, kq2_yprep, kq2_prepare,
+                    KQ2_PREP_MAX, kq2_acc, KQ2_ACC_ZERO, kq2_result, KQ_MULTI_MAX)
+DEFINE_PREP_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_span_na, block_q2_K, kq2_yprep, kq2_prepare,
+                    KQ2_PREP_MAX, kq2_acc, KQ2_ACC_ZERO, kq2_result, KQ_MULTI_MAX)
 
 /* Super-block i of NA plain Q8_K rows at yb, ys bytes apart. */
 SIMD_INLINE void kq_rows_at(const uint8_t *yb, size_t ys, int64_t i, const block_q8_K **y,
