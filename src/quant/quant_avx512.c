@@ -15,13 +15,14 @@
  *
  *   sum q * y = dpbusd(u, y) - dpbusd(off, y)
  *
- *   Q4_0    u = nibble                 off 8
  *   Q5_0    u = nibble | bit << 4      off 16
  *   Q8_0    u = q ^ 0x80 = q + 128     off 128
- *   IQ4_NL  u = (kvalues + 128)[nib]   off 128    (pshufb table)
- *   MXFP4   u = (kvalues + 12)[nib]    off 12     (pshufb; scale by vscalefps)
  *   Q4_1    u = nibble                 off 0, plus m * s from Q8_1
  *   Q5_1    u = nibble | bit << 4      off 0, plus m * s from Q8_1
+ *
+ * Q4_0, IQ4_NL and MXFP4 (4-bit, Q8_0 activations) go faster over a
+ * prepared activation, four blocks per register: quant_b32_avx512.c,
+ * installed last.
  *
  * Scales. Converting each block's two halves on its own (broadcasts,
  * conversions, a multiply per pair) cost more than the integer work, so
@@ -126,25 +127,12 @@ static inline __mmask64 high_bits_pair(const uint8_t *a, const uint8_t *b)
     return (__mmask64)((uint64_t)quant_q5_high_bits(a) | (uint64_t)quant_q5_high_bits(b) << 32);
 }
 
-/* The 16-entry table of a non-linear type plus a bias, in all four lanes. */
-static inline __m512i lut_biased(const int8_t table[16], int bias)
-{
-    const __m128i t = _mm_add_epi8(_mm_loadu_si128((const __m128i *)table), _mm_set1_epi8((char)bias));
-    return _mm512_broadcast_i32x4(t);
-}
-
 /*
  * Integer sums of blocks x[0], x[1] against y[0], y[1] (lanes 0..7 and
  * 8..15); lut is the type's biased value table where it has one.
  */
 /* The unsigned bytes u of blocks x[0], x[1] (the types against Q8_0 whose
  * only scale is d); dot2 of each is dot_offset(u, y, its offset). */
-static inline __m512i u2_q4_0(const block_q4_0 *x, __m512i lut)
-{
-    (void)lut;
-    return nibbles_pair(x[0].qs, x[1].qs);
-}
-
 static inline __m512i u2_q5_0(const block_q5_0 *x, __m512i lut)
 {
     (void)lut;
@@ -158,20 +146,8 @@ static inline __m512i u2_q8_0(const block_q8_0 *x, __m512i lut)
     return _mm512_xor_si512(bytes_pair(x[0].qs, x[1].qs), _mm512_set1_epi8((char)0x80));
 }
 
-static inline __m512i u2_iq4_nl(const block_iq4_nl *x, __m512i lut)
-{
-    return _mm512_shuffle_epi8(lut, nibbles_pair(x[0].qs, x[1].qs));
-}
-
-#define OFF_q4_0 8
 #define OFF_q5_0 16
 #define OFF_q8_0 128
-#define OFF_iq4_nl 128
-
-static inline __m512i u2_mxfp4(const block_mxfp4 *x, __m512i lut)
-{
-    return _mm512_shuffle_epi8(lut, nibbles_pair(x[0].qs, x[1].qs));
-}
 
 static inline __m512i u2_q4_1(const block_q4_1 *x, __m512i lut)
 {
@@ -186,7 +162,6 @@ static inline __m512i u2_q5_1(const block_q5_1 *x, __m512i lut)
     return _mm512_mask_add_epi8(u, high_bits_pair(x[0].qh, x[1].qh), u, _mm512_set1_epi8(16));
 }
 
-#define OFF_mxfp4 12
 #define OFF_q4_1 0
 #define OFF_q5_1 0
 #define DEFINE_DOT2_Y(t, xtype, ytype)                                                        \
@@ -194,11 +169,8 @@ static inline __m512i u2_q5_1(const block_q5_1 *x, __m512i lut)
     {                                                                                         \
         return dot_offset(u2_##t(x, lut), bytes_pair(y[0].qs, y[1].qs), OFF_##t);             \
     }
-DEFINE_DOT2_Y(q4_0, block_q4_0, block_q8_0)
 DEFINE_DOT2_Y(q5_0, block_q5_0, block_q8_0)
 DEFINE_DOT2_Y(q8_0, block_q8_0, block_q8_0)
-DEFINE_DOT2_Y(iq4_nl, block_iq4_nl, block_q8_0)
-DEFINE_DOT2_Y(mxfp4, block_mxfp4, block_q8_0)
 DEFINE_DOT2_Y(q4_1, block_q4_1, block_q8_1)
 DEFINE_DOT2_Y(q5_1, block_q5_1, block_q8_1)
 
@@ -233,41 +205,18 @@ SIMD_INLINE __m256 group_halves(const void *p, int stride, __m512i idx)
     return _mm256_cvtph_ps(_mm512_castsi512_si128(w));
 }
 
-/*
- * MXFP4: 2^(e-128) * y.d for four blocks, lanes 0..3 (4..7 zero). The
- * exponent bytes sit at 17 i, in the low (i even) or high (i odd) byte of
- * word 17 i / 2. vscalefps multiplies by a power of two with one rounding,
- * as the reference's float product of quant_e8m0_half(e) (exact, subnormal
- * for e < 2) and d does.
- */
-SIMD_INLINE __m256 mxfp4_exps(const block_mxfp4 *x)
-{
-    const __m128i idx = _mm_setr_epi16(0, 8, 17, 25, 0, 0, 0, 0);
-    const block_mxfp4 *xw = x;
-    __asm__("" : "+r"(xw)); /* as in group_halves */
-    const __m128i w = _mm512_castsi512_si128(_mm512_permutexvar_epi16(_mm512_castsi128_si512(idx),
-                                                                      _mm512_loadu_si512(xw)));
-    const __m128i e = _mm_and_si128(_mm_srlv_epi16(w, _mm_setr_epi16(0, 8, 0, 8, 0, 0, 0, 0)),
-                                    _mm_setr_epi16(255, 255, 255, 255, 0, 0, 0, 0));
-    return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(e)), _mm256_set1_ps(128.0f));
-}
-
 /* A group's scale products in two steps, x's part (XS_*) then the product
  * with y's (F_*), so that a batch takes x's part once: types whose only
  * half is d (at offset 0); Q4_1, Q5_1 against Q8_1 (d * d in lanes 0..3,
- * m * s in lanes 4..7); MXFP4 (2^(e-128) * y.d, by vscalefps). */
+ * m * s in lanes 4..7). */
 #define XS_D(xg) group_halves(xg, (int)sizeof *(xg), GROUP_INDEX((int)sizeof *(xg), 0, 0))
 #define F_D(xs, yg)                                                                           \
     _mm256_mul_ps(xs, group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 0)))
 #define XS_DM(xg) group_halves(xg, (int)sizeof *(xg), GROUP_INDEX((int)sizeof *(xg), 0, 2))
 #define F_DM(xs, yg)                                                                          \
     _mm256_mul_ps(xs, group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 2)))
-#define XS_MXFP4(xg) mxfp4_exps(xg)
-#define F_MXFP4(xs, yg)                                                                       \
-    _mm256_scalef_ps(group_halves(yg, (int)sizeof *(yg), GROUP_INDEX((int)sizeof *(yg), 0, 0)), xs)
 #define SCALES_D(xg, yg) F_D(XS_D(xg), yg)
 #define SCALES_DM(xg, yg) F_DM(XS_DM(xg), yg)
-#define SCALES_MXFP4(xg, yg) F_MXFP4(XS_MXFP4(xg), yg)
 
 /* --- the block loop ---------------------------------------------------- */
 
@@ -319,13 +268,10 @@ SIMD_INLINE __m256 mxfp4_exps(const block_mxfp4 *x)
             am = _mm256_add_ps(am, f);                                                        \
     } while (0)
 
-DEFINE_DOT32(vec_dot_q4_0, block_q4_0, block_q8_0, dot2_q4_0, _mm512_setzero_si512(), SCALES_D, 0)
 DEFINE_DOT32(vec_dot_q4_1, block_q4_1, block_q8_1, dot2_q4_1, _mm512_setzero_si512(), SCALES_DM, 1)
 DEFINE_DOT32(vec_dot_q5_0, block_q5_0, block_q8_0, dot2_q5_0, _mm512_setzero_si512(), SCALES_D, 0)
 DEFINE_DOT32(vec_dot_q5_1, block_q5_1, block_q8_1, dot2_q5_1, _mm512_setzero_si512(), SCALES_DM, 1)
 DEFINE_DOT32(vec_dot_q8_0, block_q8_0, block_q8_0, dot2_q8_0, _mm512_setzero_si512(), SCALES_D, 0)
-DEFINE_DOT32(vec_dot_iq4_nl, block_iq4_nl, block_q8_0, dot2_iq4_nl, lut_biased(kvalues_iq4nl, 128),
-             SCALES_D, 0)
 
 /*
  * dot_multi (quant.h) for the 32-element types: up to four activation rows
@@ -410,16 +356,11 @@ DEFINE_DOT32(vec_dot_iq4_nl, block_iq4_nl, block_q8_0, dot2_iq4_nl, lut_biased(k
     }
 
 #define ZERO_LUT _mm512_setzero_si512()
-DEFINE_DOT32_MULTI(q4_0, block_q4_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
 DEFINE_DOT32_MULTI(q5_0, block_q5_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
 DEFINE_DOT32_MULTI(q8_0, block_q8_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
-DEFINE_DOT32_MULTI(iq4_nl, block_iq4_nl, block_q8_0, lut_biased(kvalues_iq4nl, 128), XS_D, F_D, 0)
 DEFINE_DOT32_MULTI(q4_1, block_q4_1, block_q8_1, ZERO_LUT, XS_DM, F_DM, 1)
 DEFINE_DOT32_MULTI(q5_1, block_q5_1, block_q8_1, ZERO_LUT, XS_DM, F_DM, 1)
-DEFINE_DOT32_MULTI(mxfp4, block_mxfp4, block_q8_0, lut_biased(kvalues_mxfp4, 12), XS_MXFP4, F_MXFP4, 0)
 #undef ZERO_LUT
-DEFINE_DOT32(vec_dot_mxfp4, block_mxfp4, block_q8_0, dot2_mxfp4, lut_biased(kvalues_mxfp4, 12),
-             SCALES_MXFP4, 0)
 
 /* --- installer --------------------------------------------------------- */
 
@@ -428,13 +369,10 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot[QT_F32] = vec_dot_f32;
     k->vec_dot[QT_F16] = vec_dot_f16;
     k->vec_dot[QT_BF16] = vec_dot_bf16;
-    k->vec_dot[QT_Q4_0] = vec_dot_q4_0;
     k->vec_dot[QT_Q4_1] = vec_dot_q4_1;
     k->vec_dot[QT_Q5_0] = vec_dot_q5_0;
     k->vec_dot[QT_Q5_1] = vec_dot_q5_1;
     k->vec_dot[QT_Q8_0] = vec_dot_q8_0;
-    k->vec_dot[QT_IQ4_NL] = vec_dot_iq4_nl;
-    k->vec_dot[QT_MXFP4] = vec_dot_mxfp4;
     k->vec_dot[QT_Q2_K] = quant_vec_dot_q2_K_avx512;
     k->vec_dot[QT_Q3_K] = quant_vec_dot_q3_K_avx512;
     k->vec_dot[QT_Q4_K] = quant_vec_dot_q4_K_avx512;
@@ -447,12 +385,10 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot_rows[QT_Q5_K] = quant_vec_dot_q5_K_avx512_rows;
     k->vec_dot_rows[QT_Q6_K] = quant_vec_dot_q6_K_avx512_rows;
     /* batches: plain Q8_0 / Q8_1 rows, nothing to prepare */
-    k->act_prep[QT_Q4_0] = (quant_act_prep){NULL, NULL, vec_dot_q4_0_multi, 0, 0};
     k->act_prep[QT_Q5_0] = (quant_act_prep){NULL, NULL, vec_dot_q5_0_multi, 0, 0};
     k->act_prep[QT_Q8_0] = (quant_act_prep){NULL, NULL, vec_dot_q8_0_multi, 0, 0};
-    k->act_prep[QT_IQ4_NL] = (quant_act_prep){NULL, NULL, vec_dot_iq4_nl_multi, 0, 0};
     k->act_prep[QT_Q4_1] = (quant_act_prep){NULL, NULL, vec_dot_q4_1_multi, 0, 0};
     k->act_prep[QT_Q5_1] = (quant_act_prep){NULL, NULL, vec_dot_q5_1_multi, 0, 0};
-    k->act_prep[QT_MXFP4] = (quant_act_prep){NULL, NULL, vec_dot_mxfp4_multi, 0, 0};
     quant_kq_avx512_act_preps(k);
+    quant_b32_avx512_kernels(k);
 }

@@ -274,88 +274,6 @@ typedef struct k4_acc {
 } k4_acc;
 
 /*
- * The entries of a kernel over a prepared activation, for name over
- * SPAN_NA(x, i0, cnt, yp, p0, a, NA) (super-blocks [i0, i0 + cnt) of an
- * xtype row against NA yprep_t activations holding super-blocks from p0
- * on, into acc_t a[NA]; PREPARE(y, cnt, yp) fills one, at most PREP_MAX
- * super-blocks; RESULT(a) finishes a row):
- *   name##_rows_prep  rows against y prepared whole (quant_act_prep's
- *                     dot_rows);
- *   name##_rows       rows against plain Q8_K, prepared here (per row, in
- *                     segments of PREP_MAX super-blocks past that: the same
- *                     FMAs in the same order);
- *   name              one row;
- *   name##_multi      nr rows against na prepared activations, MAX at a
- *                     time (quant_dot_multi_fn): each result is
- *                     name##_rows_prep's for that activation.
- */
-#define DEFINE_PREP_ENTRIES(name, SPAN_NA, xtype, yprep_t, PREPARE, PREP_MAX, acc_t, ACC_ZERO,         \
-                            RESULT, MAX)                                                               \
-    static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,        \
-                                 size_t stride, const void *restrict vyp)                              \
-    {                                                                                                  \
-        const yprep_t *one[1] = {vyp};                                                                 \
-        for (int r = 0; r < nr; r++) {                                                                 \
-            acc_t a = ACC_ZERO;                                                                        \
-            SPAN_NA((const xtype *)((const uint8_t *)vx + (size_t)r * stride), 0, n / QK_K, one,       \
-                    0, &a, 1);                                                                         \
-            s[r] = RESULT(a);                                                                          \
-        }                                                                                              \
-    }                                                                                                  \
-    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride,     \
-                     const void *restrict vy)                                                          \
-    {                                                                                                  \
-        const block_q8_K *y = vy;                                                                      \
-        const int64_t nb = n / QK_K;                                                                   \
-        yprep_t yp;                                                                                    \
-        const yprep_t *one[1] = {&yp};                                                                 \
-        if (nb <= PREP_MAX) {                                                                          \
-            PREPARE(y, nb, &yp);                                                                       \
-            name##_rows_prep(n, nr, s, vx, stride, &yp);                                               \
-            return;                                                                                    \
-        }                                                                                              \
-        for (int r = 0; r < nr; r++) {                                                                 \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
-            acc_t a = ACC_ZERO;                                                                        \
-            for (int64_t p = 0; p < nb; p += PREP_MAX) {                                               \
-                const int64_t cnt = nb - p < PREP_MAX ? nb - p : PREP_MAX;                             \
-                PREPARE(y + p, cnt, &yp);                                                              \
-                SPAN_NA(x, p, cnt, one, p, &a, 1);                                                     \
-            }                                                                                          \
-            s[r] = RESULT(a);                                                                          \
-        }                                                                                              \
-    }                                                                                                  \
-    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)          \
-    {                                                                                                  \
-        name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                                   \
-    }                                                                                                  \
-    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,            \
-                             const void *restrict vx, size_t stride, const void *restrict vyp,         \
-                             size_t yp_stride)                                                         \
-    {                                                                                                  \
-        for (int r = 0; r < nr; r++) {                                                                 \
-            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);                \
-            for (int v0 = 0; v0 < na; v0 += MAX) {                                                     \
-                const int nv = na - v0 < MAX ? na - v0 : MAX;                                          \
-                const yprep_t *yp[MAX];                                                                \
-                acc_t a[MAX];                                                                          \
-                for (int v = 0; v < nv; v++) {                                                         \
-                    yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);       \
-                    a[v] = ACC_ZERO;                                                                   \
-                }                                                                                      \
-                switch (nv) { /* a constant NA per case, for registers */                              \
-                case 1: SPAN_NA(x, 0, n / QK_K, yp, 0, a, 1); break;                                   \
-                case 2: SPAN_NA(x, 0, n / QK_K, yp, 0, a, 2); break;                                   \
-                case 3: SPAN_NA(x, 0, n / QK_K, yp, 0, a, 3); break;                                   \
-                default: SPAN_NA(x, 0, n / QK_K, yp, 0, a, MAX); break; /* 4 */                        \
-                }                                                                                      \
-                for (int v = 0; v < nv; v++)                                                           \
-                    s[(size_t)(v0 + v) * s_stride + r] = RESULT(a[v]);                                 \
-            }                                                                                          \
-        }                                                                                              \
-    }
-
-/*
  * name##_span_na: super-blocks [i0, i0 + cnt) of row x (i0 a multiple of
  * 4) against NA (1..4) prepared activations (each holds super-blocks from
  * p0 on), four super-blocks at a time, the last group 1..4; each group's
@@ -417,11 +335,11 @@ SIMD_INLINE float k4_result(k4_acc a)
     return hsum16(_mm512_sub_ps(a.acc, a.mins));
 }
 DEFINE_PREP_ENTRIES(quant_vec_dot_q4_K_avx512, quant_vec_dot_q4_K_avx512_span_na, block_q4_K,
-                    k4_yprep, k4_prepare, K4_PREP_MAX, k4_acc, K4_ACC_ZERO, k4_result,
-                    K4_MULTI_MAX)
+                    QK_K, block_q8_K, k4_yprep, k4_prepare, K4_PREP_MAX, k4_acc, K4_ACC_ZERO,
+                    k4_result, K4_MULTI_MAX)
 DEFINE_PREP_ENTRIES(quant_vec_dot_q5_K_avx512, quant_vec_dot_q5_K_avx512_span_na, block_q5_K,
-                    k4_yprep, k4_prepare, K4_PREP_MAX, k4_acc, K4_ACC_ZERO, k4_result,
-                    K4_MULTI_MAX)
+                    QK_K, block_q8_K, k4_yprep, k4_prepare, K4_PREP_MAX, k4_acc, K4_ACC_ZERO,
+                    k4_result, K4_MULTI_MAX)
 
 /* The prepared form of a row's activations (quant.h: quant_act_prep): the
  * same k4_yprep every call of the rows kernels builds for itself. Matmul
@@ -740,10 +658,12 @@ SIMD_INLINE float kq2_result(kq2_acc a)
 }
 
 #define KQ2_ACC_ZERO ((kq2_acc){_mm512_setzero_ps(), _mm256_setzero_ps()})
-DEFINE_PREP_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_span_na, block_q3_K, kq2_yprep, kq2_prepare,
-                    KQ2_PREP_MAX, kq2_acc, KQ2_ACC_ZERO, kq2_result, KQ_MULTI_MAX)
-DEFINE_PREP_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_span_na, block_q2_K, kq2_yprep, kq2_prepare,
-                    KQ2_PREP_MAX, kq2_acc, KQ2_ACC_ZERO, kq2_result, KQ_MULTI_MAX)
+DEFINE_PREP_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_span_na, block_q3_K, QK_K, block_q8_K,
+                    kq2_yprep, kq2_prepare, KQ2_PREP_MAX, kq2_acc, KQ2_ACC_ZERO, kq2_result,
+                    KQ_MULTI_MAX)
+DEFINE_PREP_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_span_na, block_q2_K, QK_K, block_q8_K,
+                    kq2_yprep, kq2_prepare, KQ2_PREP_MAX, kq2_acc, KQ2_ACC_ZERO, kq2_result,
+                    KQ_MULTI_MAX)
 
 /* Super-block i of NA plain Q8_K rows at yb, ys bytes apart. */
 SIMD_INLINE void kq_rows_at(const uint8_t *yb, size_t ys, int64_t i, const block_q8_K **y,

@@ -309,6 +309,9 @@ QUANT_SIMD_KQ_ROWS_TYPES(QUANT_SIMD_DECLARE_ROWS)
 
 /* Fills act_prep (batches) for the AVX2 Q4_K and Q5_K kernels (quant_kq_avx2.c). */
 void quant_kq_avx2_act_preps(quant_kernels *k);
+/* Installs the AVX-512 Q4_0, IQ4_NL and MXFP4 kernels over a prepared
+ * activation (quant_b32_avx512.c): vec_dot, rows and act_prep. */
+void quant_b32_avx512_kernels(quant_kernels *k);
 /* Fills act_prep for the AVX-512 Q4_K, Q5_K and Q6_K kernels (quant_kq_avx512.c). */
 void quant_kq_avx512_act_preps(quant_kernels *k);
 

@@ -8,7 +8,8 @@
  * NR (1..4, a constant after inlining) rows in lockstep against one y,
  * each row with its own accumulators and exactly the float operations of
  * the one-row case; vec_dot is name##_nr with NR = 1, so the rows kernel is
- * bit-identical to it by construction.
+ * bit-identical to it by construction. Kernels over a prepared activation
+ * get theirs from DEFINE_PREP_ENTRIES.
  */
 #ifndef SW_QUANT_SIMD512_H
 #define SW_QUANT_SIMD512_H
@@ -94,5 +95,88 @@ SIMD_INLINE void hsum16_rows(int nr, float *s, const __m512 *v)
         else if (nr == 1)                                                                      \
             name##_nr(n, 1, s, x, stride, vy);                                                 \
     }
+
+/*
+ * The entries of a kernel over a prepared activation, for name over
+ * SPAN_NA(x, i0, cnt, yp, p0, a, NA) (blocks [i0, i0 + cnt) of an xtype
+ * row, BLCK elements each, against NA yprep_t activations holding blocks
+ * from p0 on, into acc_t a[NA]; PREPARE(y, cnt, yp) fills one from cnt
+ * ytype blocks, at most PREP_MAX; RESULT(a) finishes a row):
+ *   name##_rows_prep  rows against y prepared whole (quant_act_prep's
+ *                     dot_rows);
+ *   name##_rows       rows against plain ytype rows, prepared here (per row,
+ *                     in segments of PREP_MAX blocks past that: the same
+ *                     FMAs in the same order);
+ *   name              one row;
+ *   name##_multi      nr rows against na prepared activations, MAX at a
+ *                     time (quant_dot_multi_fn): each result is
+ *                     name##_rows_prep's for that activation.
+ */
+#define DEFINE_PREP_ENTRIES(name, SPAN_NA, xtype, BLCK, ytype, yprep_t, PREPARE, PREP_MAX, acc_t,  \
+                            ACC_ZERO, RESULT, MAX)                                                 \
+    static void name##_rows_prep(int64_t n, int nr, float *restrict s, const void *restrict vx,    \
+                                 size_t stride, const void *restrict vyp)                          \
+    {                                                                                              \
+        const yprep_t *one[1] = {vyp};                                                             \
+        for (int r = 0; r < nr; r++) {                                                             \
+            acc_t a = ACC_ZERO;                                                                    \
+            SPAN_NA((const xtype *)((const uint8_t *)vx + (size_t)r * stride), 0, n / (BLCK), one, \
+                    0, &a, 1);                                                                     \
+            s[r] = RESULT(a);                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    void name##_rows(int64_t n, int nr, float *restrict s, const void *restrict vx, size_t stride, \
+                     const void *restrict vy)                                                      \
+    {                                                                                              \
+        const ytype *y = vy;                                                                       \
+        const int64_t nb = n / (BLCK);                                                             \
+        yprep_t yp;                                                                                \
+        const yprep_t *one[1] = {&yp};                                                             \
+        if (nb <= PREP_MAX) {                                                                      \
+            PREPARE(y, nb, &yp);                                                                   \
+            name##_rows_prep(n, nr, s, vx, stride, &yp);                                           \
+            return;                                                                                \
+        }                                                                                          \
+        for (int r = 0; r < nr; r++) {                                                             \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
+            acc_t a = ACC_ZERO;                                                                    \
+            for (int64_t p = 0; p < nb; p += PREP_MAX) {                                           \
+                const int64_t cnt = nb - p < PREP_MAX ? nb - p : PREP_MAX;                         \
+                PREPARE(y + p, cnt, &yp);                                                          \
+                SPAN_NA(x, p, cnt, one, p, &a, 1);                                                 \
+            }                                                                                      \
+            s[r] = RESULT(a);                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    void name(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy)      \
+    {                                                                                              \
+        name##_rows(n, 1, s, vx, sizeof(xtype), vy);                                               \
+    }                                                                                              \
+    static void name##_multi(int64_t n, int nr, int na, float *restrict s, size_t s_stride,        \
+                             const void *restrict vx, size_t stride, const void *restrict vyp,     \
+                             size_t yp_stride)                                                     \
+    {                                                                                              \
+        for (int r = 0; r < nr; r++) {                                                             \
+            const xtype *x = (const xtype *)((const uint8_t *)vx + (size_t)r * stride);            \
+            for (int v0 = 0; v0 < na; v0 += MAX) {                                                 \
+                const int nv = na - v0 < MAX ? na - v0 : MAX;                                      \
+                const yprep_t *yp[MAX];                                                            \
+                acc_t a[MAX];                                                                      \
+                for (int v = 0; v < nv; v++) {                                                     \
+                    yp[v] = (const void *)((const uint8_t *)vyp + (size_t)(v0 + v) * yp_stride);   \
+                    a[v] = ACC_ZERO;                                                               \
+                }                                                                                  \
+                switch (nv) { /* a constant NA per case, for registers */                          \
+                case 1: SPAN_NA(x, 0, n / (BLCK), yp, 0, a, 1); break;                             \
+                case 2: SPAN_NA(x, 0, n / (BLCK), yp, 0, a, 2); break;                             \
+                case 3: SPAN_NA(x, 0, n / (BLCK), yp, 0, a, 3); break;                             \
+                default: SPAN_NA(x, 0, n / (BLCK), yp, 0, a, MAX); break; /* 4 */                  \
+                }                                                                                  \
+                for (int v = 0; v < nv; v++)                                                       \
+                    s[(size_t)(v0 + v) * s_stride + r] = RESULT(a[v]);                             \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
 
 #endif
