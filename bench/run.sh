@@ -271,7 +271,8 @@ print("\n### Target: decode at >= 85% of its bandwidth bound\n")
 # sample taken between decode blocks); a block counts as quiet when the samples on both sides
 # reach 90% of that, and a model is judged on the median of its quiet blocks, if it has 5.
 ref = max([swbw] + [max(r["paired"]["sample_gbs"]) for r in rows
-                    if r.get("paired") and r["paired"].get("sample_gbs")])
+                    if r.get("paired") and r["paired"].get("sample_gbs")]
+          + [r.get("decode_passes_best_gbs") or 0 for r in rows])
 print(f"Reference for an idle bus: {ref:.1f} GB/s, the most bandwidth seen in this run "
       f"(spillway-bench and the samples between decode blocks). A 4-token block is quiet when "
       f"the bandwidth samples on both sides of it reach 90% of that; a model is judged on the "
