@@ -18,8 +18,9 @@
  *             IQ4_NL and MXFP4): unsigned u = q + off;
  *   activation  regrouped to match (b32_yprep): per group its elements
  *             0..15 and 16..31 of each block, its four scales as floats,
- *             and -off times the sums of each 4-byte lane pair, which the
- *             first vpdpbusd takes as its accumulator:
+ *             and, per int32 lane, -off times the sum of the lane's four
+ *             bytes in both halves, which the first vpdpbusd takes as its
+ *             accumulator:
  *
  *                 t = dpbusd(dpbusd(-off * sums, u_lo, y_lo), u_hi, y_hi)
  *
