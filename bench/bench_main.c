@@ -291,7 +291,7 @@ static int target_threads(const struct opts *o)
     return -1;
 }
 
-/* Whether types[k] is one of the target types. */
+/* Whether t is one of the target types. */
 static int is_target_type(quant_type t)
 {
     for (size_t i = 0; i < sizeof k_target_types / sizeof *k_target_types; i++)
