@@ -387,6 +387,33 @@ TEST(bench_retry_decode_passes)
     free(err);
 }
 
+/* An MoE model's bytes per token count its routed experts once, however
+ * many decode passes ran: every pass routes the same tokens alike. */
+TEST(bench_retry_decode_counts_experts_once)
+{
+    double per_token[2] = {0, 0};
+    json_int_t passes[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        char *out, *err;
+        int rc = spill(&out, &err, "bench '%s' --prompt 8 --gen 8 --threads 2 --resident %s --json",
+                       test_fixture(TINYMOE_Q8),
+                       i ? "--retry-decode 1 --quiet-ref 100000" : "");
+        CHECKF(rc == 0, "rc %d: %s", rc, err);
+        json_error_t je;
+        json_t *j = json_loads(out, 0, &je);
+        CHECKF(j, "bad JSON: %s", out);
+        per_token[i] = json_number_value(json_object_get(j, "bytes_per_token"));
+        passes[i] = json_integer_value(json_object_get(j, "decode_passes"));
+        json_decref(j);
+        free(out);
+        free(err);
+    }
+    CHECK_EQ(passes[0], 1);
+    CHECKF(passes[1] > 1, "%lld passes", (long long)passes[1]);
+    CHECKF(per_token[0] > 0 && per_token[1] == per_token[0], "bytes per token %g, %g", per_token[0],
+           per_token[1]);
+}
+
 TEST(bench_text_report)
 {
     char *out, *err;

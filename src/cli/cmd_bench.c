@@ -268,13 +268,15 @@ static int bench_prompt(const bench_args *a, bench_run *b, const int32_t *seq, s
 
 /* One pass of a->n_gen decode steps from an empty cache, timed in blocks of
  * BENCH_PAIR_TOKENS with pairs' bandwidth samples between them (pairs
- * without room: no samples); *seconds gets the decode time. */
+ * without room: no samples); *seconds gets the decode time. The routing
+ * log counts the pass's expert bytes from zero. */
 static int decode_pass(const bench_args *a, bench_run *b, const int32_t *seq, bench_pairs *pairs,
                        double *seconds, sw_err *err)
 {
     route_log *log = &b->log;
     int rc = 0;
     *seconds = 0;
+    log->expert_bytes = 0;
     for (int i = 0; i < a->n_gen && rc == 0;) {
         int n = a->n_gen - i < BENCH_PAIR_TOKENS ? a->n_gen - i : BENCH_PAIR_TOKENS;
         double experts0 = log->expert_bytes, t0 = bench_now();
@@ -303,7 +305,8 @@ static double quiet_ref(const bench_args *a, const bench_run *b)
  * DECODE_MIN_QUIET quiet blocks, keeping whichever has more against the
  * same reference. Each pass decodes the same tokens from an empty cache,
  * so it routes to the same experts (the routing log is rewritten with the
- * same values); the choice looks at the bandwidth samples alone.
+ * same values, its expert bytes counted again from zero); the choice looks
+ * at the bandwidth samples alone.
  */
 static int decode_retry(const bench_args *a, bench_run *b, const int32_t *seq, double t_start,
                         sw_err *err)
