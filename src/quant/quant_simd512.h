@@ -178,5 +178,4 @@ SIMD_INLINE void hsum16_rows(int nr, float *s, const __m512 *v)
         }                                                                                          \
     }
 
-
 #endif
