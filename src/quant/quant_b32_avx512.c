@@ -105,15 +105,14 @@ typedef struct b32_group {
     __m128 xs; /* d_x (MXFP4: e - 128) */
 } b32_group;
 
-/* Two 64-byte windows of a group at bytes a and b: the clobber hides that
- * they are the blocks' address, so that the compiler does not serve other
- * loads out of them with scalar shifts. */
-static inline void windows(const void *g, int a, int b, __m512i *w1, __m512i *w2)
+/* The 64 bytes of a group from byte at: the clobber hides that they are
+ * the blocks' address, so that the compiler does not serve other loads out
+ * of them with scalar shifts. */
+static inline __m512i window(const void *g, int at)
 {
     const uint8_t *p = g;
     __asm__("" : "+r"(p));
-    *w1 = _mm512_loadu_si512(p + a);
-    *w2 = _mm512_loadu_si512(p + b);
+    return _mm512_loadu_si512(p + at);
 }
 
 /* vpermt2w index: words [a, a + 8) of the first window (b < 32) or of the
@@ -134,9 +133,8 @@ static inline void split_nibbles(__m512i v, __m512i *lo, __m512i *hi)
  * windows [0, 64) and [8, 72). */
 static inline b32_group group18(const void *g)
 {
-    __m512i w1, w2;
+    const __m512i w1 = window(g, 0), w2 = window(g, 8);
     b32_group r;
-    windows(g, 0, 8, &w1, &w2);
     split_nibbles(_mm512_permutex2var_epi16(w1, _mm512_load_si512(k_qs18), w2), &r.lo, &r.hi);
     const __m512i d = _mm512_permutexvar_epi16(
         _mm512_castsi128_si512(_mm_setr_epi16(0, 9, 18, 27, 0, 0, 0, 0)), w1);
@@ -170,13 +168,11 @@ static inline b32_group group_mxfp4(const block_mxfp4 *x)
 {
     const __m512i lut = _mm512_broadcast_i32x4(
         _mm_add_epi8(_mm_loadu_si128((const __m128i *)kvalues_mxfp4), _mm_set1_epi8(12)));
-    __m512i w1, w2, w0, w0b;
+    const __m512i w1 = window(x, 1), w2 = window(x, 4), w0 = window(x, 0);
     b32_group r;
-    windows(x, 1, 4, &w1, &w2);
     split_nibbles(_mm512_permutex2var_epi16(w1, _mm512_load_si512(k_qs17), w2), &r.lo, &r.hi);
     r.lo = _mm512_shuffle_epi8(lut, r.lo);
     r.hi = _mm512_shuffle_epi8(lut, r.hi);
-    windows(x, 0, 4, &w0, &w0b); /* w0b: the same load as w2, merged by the compiler */
     const __m128i w = _mm512_castsi512_si128(_mm512_permutexvar_epi16(
         _mm512_castsi128_si512(_mm_setr_epi16(0, 8, 17, 25, 0, 0, 0, 0)), w0));
     const __m128i e = _mm_and_si128(_mm_srlv_epi16(w, _mm_setr_epi16(0, 8, 0, 8, 0, 0, 0, 0)),

@@ -539,20 +539,26 @@ static _Alignas(64) const uint16_t k_kq2_sc[2][32] = {
 };
 #undef KQ2_SC
 
+/* A super-block's 16 scales (int16, lanes 0..15 of sc) spread for
+ * registers 0|1 (s[0]) and 2|3 (s[1]) after their pack. */
+SIMD_INLINE void kq2_scales(__m512i sc, __m512i s[2])
+{
+    s[0] = _mm512_permutexvar_epi16(_mm512_load_si512(k_kq2_sc[0]), sc);
+    s[1] = _mm512_permutexvar_epi16(_mm512_load_si512(k_kq2_sc[1]), sc);
+}
+
 /* sumi + the super-block's scaled products with one prepared activation:
- * u, its four weight registers; sc, its 16 scales (int16) as vpermw reads
- * them; y, the activation's four registers. */
-SIMD_INLINE __m512i kq2_dot(__m512i sumi, const __m512i u[4], __m512i sc, const __m512i *y)
+ * u, its four weight registers; s, its scales from kq2_scales; y, the
+ * activation's four registers. */
+SIMD_INLINE __m512i kq2_dot(__m512i sumi, const __m512i u[4], const __m512i s[2], const __m512i *y)
 {
     const __m512i zero = _mm512_setzero_si512();
-    const __m512i s01 = _mm512_permutexvar_epi16(_mm512_load_si512(k_kq2_sc[0]), sc);
-    const __m512i s23 = _mm512_permutexvar_epi16(_mm512_load_si512(k_kq2_sc[1]), sc);
     const __m512i t0 = _mm512_dpbusd_epi32(zero, u[0], y[0]);
     const __m512i t1 = _mm512_dpbusd_epi32(zero, u[1], y[1]);
     const __m512i t2 = _mm512_dpbusd_epi32(zero, u[2], y[2]);
     const __m512i t3 = _mm512_dpbusd_epi32(zero, u[3], y[3]);
-    sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t0, t1), s01);
-    return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t2, t3), s23);
+    sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t0, t1), s[0]);
+    return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(t2, t3), s[1]);
 }
 
 /* hm with bit g of each byte moved to bit 2 (16-bit shifts: what crosses
@@ -602,6 +608,8 @@ SIMD_INLINE void q3k_span_na(const block_q3_K *restrict x, int64_t i0, int64_t c
         const int64_t j = i - p0;
         simd_prefetch(&x[i], sizeof x[i]);
         const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(k3_scales(x[i].scales)));
+        __m512i s[2];
+        kq2_scales(sc, s);
         const __m512i hm = pair_shifted(load256(x[i].hmask), 4);
         const __m512i q = load512(x[i].qs);
         __m512i u[4];
@@ -615,7 +623,7 @@ SIMD_INLINE void q3k_span_na(const block_q3_K *restrict x, int64_t i0, int64_t c
         for (int v = 0; v < NA; v++) { /* sc x -4 bsums, in the low 8 lanes */
             const __m512i off = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc,
                                                     _mm512_zextsi256_si512(yp[v]->nb4[j]));
-            const __m512i sumi = kq2_dot(off, u, sc, yp[v]->q[j]);
+            const __m512i sumi = kq2_dot(off, u, s, yp[v]->q[j]);
             a[v].acc = _mm512_fmadd_ps(_mm512_set1_ps(dx * yp[v]->d[j]), _mm512_cvtepi32_ps(sumi),
                                        a[v].acc);
         }
@@ -633,6 +641,8 @@ SIMD_INLINE void q2k_span_na(const block_q2_K *restrict x, int64_t i0, int64_t c
         /* scales[k]: low nibble the scale, high nibble the min of sub-block k */
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(raw, low4)));
+        __m512i s[2];
+        kq2_scales(sc, s);
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
         const __m512i q = load512(x[i].qs);
         __m512i u[4];
@@ -642,7 +652,7 @@ SIMD_INLINE void q2k_span_na(const block_q2_K *restrict x, int64_t i0, int64_t c
         const float dx = simd_f16(x[i].d), dmin = simd_f16(x[i].dmin);
 #pragma GCC unroll 4
         for (int v = 0; v < NA; v++) {
-            const __m512i sumi = kq2_dot(_mm512_setzero_si512(), u, sc, yp[v]->q[j]);
+            const __m512i sumi = kq2_dot(_mm512_setzero_si512(), u, s, yp[v]->q[j]);
             const float dy = yp[v]->d[j];
             a[v].acc = _mm512_fmadd_ps(_mm512_set1_ps(dx * dy), _mm512_cvtepi32_ps(sumi), a[v].acc);
             const __m256i msum = _mm256_madd_epi16(m16, yp[v]->nb4[j]);
@@ -664,24 +674,6 @@ DEFINE_PREP_ENTRIES(quant_vec_dot_q3_K_avx512, q3k_span_na, block_q3_K, QK_K, bl
 DEFINE_PREP_ENTRIES(quant_vec_dot_q2_K_avx512, q2k_span_na, block_q2_K, QK_K, block_q8_K,
                     kq2_yprep, kq2_prepare, KQ2_PREP_MAX, kq2_acc, KQ2_ACC_ZERO, kq2_result,
                     KQ_MULTI_MAX)
-
-/* Super-block i of NA plain Q8_K rows at yb, ys bytes apart. */
-SIMD_INLINE void kq_rows_at(const uint8_t *yb, size_t ys, int64_t i, const block_q8_K **y,
-                            const int NA)
-{
-#pragma GCC unroll 4
-    for (int v = 0; v < NA; v++)
-        y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
-}
-
-/* acc[v] += d_x * d_y[v] * sumi[v], once per super-block. */
-SIMD_INLINE void kq_fold(__m512 *acc, const __m512i *sumi, const block_q8_K *const *y, float dx,
-                         const int NA)
-{
-#pragma GCC unroll 4
-    for (int v = 0; v < NA; v++)
-        acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]), acc[v]);
-}
 
 /* --- IQ4_XS ------------------------------------------------------------ */
 
@@ -715,9 +707,11 @@ SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const 
         const __m512i sc = scales16_x4(simd_iq4xs_scales(&x[i]));
         const block_q8_K *y[KQ_MULTI_MAX];
         __m512i sumi[KQ_MULTI_MAX];
-        kq_rows_at(yb, ys, i, y, NA);
-        for (int v = 0; v < NA; v++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++) {
+            y[v] = (const block_q8_K *)(yb + (size_t)v * ys) + i;
             sumi[v] = _mm512_setzero_si512();
+        }
 #pragma GCC unroll 2
         for (int k = 0; k < 2; k++) {
             const __m512i q = load512(x[i].qs + 64 * k);
@@ -739,7 +733,11 @@ SIMD_INLINE void iq4xs_row_na(int64_t nb, const block_iq4_xs *restrict x, const 
                 }
             }
         }
-        kq_fold(acc, sumi, y, simd_f16(x[i].d), NA);
+        const float dx = simd_f16(x[i].d);
+#pragma GCC unroll 4
+        for (int v = 0; v < NA; v++)
+            acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(y[v]->d * dx), _mm512_cvtepi32_ps(sumi[v]),
+                                     acc[v]);
     }
     for (int v = 0; v < NA; v++)
         out[(size_t)v * s_stride] = _mm512_reduce_add_ps(acc[v]);
