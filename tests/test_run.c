@@ -385,6 +385,12 @@ TEST(bench_retry_decode_passes)
     CHECK_HAS(err, "bad value 'x1' for --quiet-ref");
     free(out);
     free(err);
+
+    rc = spill(&out, &err, "bench '%s' --gen 8 --retry-decode -1", test_fixture(STORIES));
+    CHECK(rc != 0);
+    CHECK_HAS(err, "bad value '-1' for --retry-decode");
+    free(out);
+    free(err);
 }
 
 /* An MoE model's bytes per token count its routed experts once, however
