@@ -158,7 +158,7 @@ static void mm_part_chunk(const mm_part *p, int64_t c, int cold, mm_prepared *pr
         size_t bytes = (size_t)(r1 - r0) * p->w_row_bytes;
         bytes = bytes < MM_WARM_BYTES ? bytes : MM_WARM_BYTES;
         for (size_t o = 0; o < bytes; o += 64)
-            __builtin_prefetch(w + o, 0, 3);
+            __builtin_prefetch(w + o, 0, 2); /* into L2, as the kernels' (quant_simd.h) */
     }
     if (p->m > 1 && mm_chunk_multi(p, r0, r1, pr))
         return;

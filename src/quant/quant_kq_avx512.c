@@ -256,7 +256,7 @@ SIMD_INLINE __m512i k4_group_heads(const void *x, size_t sb, int n4)
     const uint8_t *b = x;
 #pragma GCC unroll 12
     for (size_t o = 0; o < 4 * sb; o += 64)
-        _mm_prefetch((const char *)b + SIMD_PREFETCH_BYTES + o, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + SIMD_PREFETCH_BYTES + o, SIMD_PREFETCH_HINT);
     __m512i heads = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)b));
     if (n4 > 1)
         heads = _mm512_inserti32x4(heads, _mm_loadu_si128((const __m128i *)(b + sb)), 1);
