@@ -48,7 +48,7 @@
  * T0 prefetch holds one of the few L1 fill buffers until its line arrives
  * from DRAM, and the kernel's own loads queue behind them. On a Xeon with
  * AMX (a VM of 2 cores, read bandwidth 17 GB/s on one, 33 on both), Q4_K
- * 4096x4096 from DRAM: one thread 9.1-9.8 GB/s with T0, 11.7-12.6 with no
+ * 4096x4096 from DRAM: one thread 9.1-9.8 GB/s with T0, 10.3-12.6 with no
  * prefetch, 13.0-14.0 with T1; two threads 18.5 -> 26 (Q6_K 21 -> 28, Q8_0
  * 22 -> 28). Not yet measured on the AMD EPYC (Zen 5) the distance was
  * tuned on; AMD's optimization guides have described all three temporal
