@@ -253,8 +253,8 @@ SIMD_INLINE void k4_scales(__m512i smk, __m512i *s0, __m512i *s1)
 /*
  * How far ahead of its reads k4_group_heads prefetches. The least that
  * keeps a core's stream in flight is its bandwidth times the memory
- * latency (Little's law), so a core that streams less needs less, and
- * prefetching further than that only holds lines longer:
+ * latency (Little's law), so a core that streams less needs less; on
+ * the slower core, prefetching further ahead was slower:
  *   - AMD EPYC (Zen 5, 54 GB/s on one core): SIMD_PREFETCH_BYTES, 8 KiB;
  *   - Intel Xeon with AMX (18 GB/s on one core): 3 KiB. Against 8 KiB,
  *     Q4_K from DRAM with 2 threads 24.5 -> 26.1 GB/s (4096x4096), 23.7
