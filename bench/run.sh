@@ -252,8 +252,8 @@ if retry:
           "many passes ran).")
 kv = sorted({r["kv_type"] for r in rows if r.get("kv_type")})
 print(f"KV cache: {', '.join(kv) or 'unknown'} (spillway's default, as llama.cpp's). The bound "
-      "counts weight bytes only: reading the cache (up to prompt + decode positions) counts "
-      "against the decode.\n")
+      "counts weight bytes only: reading the cache counts against the decode, which starts "
+      "from an empty one, as llama-bench's tg test does (positions 0 to gen - 1).\n")
 print("| model | type | layers | file GB | prompt tok/s | decode tok/s | bytes/token | "
       "bandwidth GB/s | bound tok/s | decode / bound | paired: median | paired: quiet "
       "(blocks) | bandwidth samples GB/s | load avg | notes |")
