@@ -324,7 +324,8 @@ void quant_kq_avx2_act_preps(quant_kernels *k);
 /* Installs the AVX-512 Q4_0, IQ4_NL and MXFP4 kernels over a prepared
  * activation (quant_b32_avx512.c): vec_dot, rows and act_prep. */
 void quant_b32_avx512_kernels(quant_kernels *k);
-/* Fills act_prep for the AVX-512 Q4_K, Q5_K and Q6_K kernels (quant_kq_avx512.c). */
+/* Fills act_prep for the AVX-512 K-quant and IQ4_XS kernels, and sets how far
+ * ahead the Q4_K/Q5_K kernels prefetch on this CPU (quant_kq_avx512.c). */
 void quant_kq_avx512_act_preps(quant_kernels *k);
 
 #endif
