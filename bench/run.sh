@@ -19,9 +19,11 @@
 # fit on the disk gets 12 layers; the report says which.
 #
 # The models run first and spillway-bench after them. What both call a quiet
-# bus is measured against the most bandwidth seen in the run and by earlier
-# full runs on this machine ($SPILLWAY_BENCH_CACHE/read-bandwidth-best-Nt),
-# so that a run whose bus stays busy throughout is not judged.
+# bus is measured against the read bandwidth of an idle one: the median of
+# spillway-bench's figure over the last five full runs on this CPU model,
+# this one's included ($SPILLWAY_BENCH_CACHE/read-bandwidth-history-Nt,
+# bench/bw_history.py), so that a run whose bus stays busy throughout is not
+# judged.
 #
 # STREAM=1 adds bench/stream.sh's section (a model larger than its memory
 # cgroup, streamed against mmap and the disk's bound; needs root).
@@ -68,14 +70,13 @@ if [ $quick = 1 ]; then cmd="make bench QUICK=1"; else cmd="make bench"; fi
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_start=$(loadavg)
 
-# The most $THREADS-thread read bandwidth full runs have seen on this machine: "quiet" is
-# measured against it as well as against this run's own best, so that a run whose bus stays
-# busy throughout cannot call its own best quiet. Every full run raises it where it saw more.
-best_file="$CACHE/read-bandwidth-best-${THREADS}t"
-seen_best=0
-if [ $quick = 0 ] && [ -r "$best_file" ]; then
-    seen_best=$(awk 'NR == 1 { x = $1 + 0 } END { print (x > 0 && x < 100000) ? x : 0 }' "$best_file")
-fi
+# The $THREADS-thread read bandwidth of an idle bus as the last full runs on this CPU model
+# measured it (bench/bw_history.py; 0: none yet): the models' decodes look for quiet blocks
+# against it, so that a run whose bus stays busy throughout cannot call its own best quiet.
+# This run's figure joins it once spillway-bench has measured it.
+hist_file="$CACHE/read-bandwidth-history-${THREADS}t"
+seen_ref=0
+[ $quick = 0 ] && seen_ref=$(python3 bench/bw_history.py "$hist_file" "$cpu" ref)
 
 # --- spillway bench on generated models -----------------------------------
 if [ -n "${BENCH_RAM_GB:-}" ]; then
@@ -150,7 +151,8 @@ resident=""
 # --retry-decode), so that it has quiet blocks to be judged on
 retry=""
 if [ $quick = 0 ] && "$SPILLWAY" bench --help 2>&1 | grep -q -- '--retry-decode'; then
-    retry="--retry-decode ${BENCH_RETRY_S:-120} --quiet-ref $seen_best"
+    retry="--retry-decode ${BENCH_RETRY_S:-120}"
+    [ "$seen_ref" = 0.0 ] || retry="$retry --quiet-ref $seen_ref"
 fi
 for m in $models; do
     like=${m%%:*} type=${m#*:}
@@ -186,22 +188,14 @@ print(json.dumps(r))' "$tmp/one.json" "$like" "$type" "$note" "$load" "$(loadavg
 done
 
 # --- spillway-bench: matvec vs bandwidth, tokenizer, expert reads ----------
-# After the models, so that what it calls quiet is measured against the most
-# bandwidth their samples saw too.
+# Its matvec cells' quiet samples are measured against its own best bandwidth
+# or the earlier runs' reference, whichever is more.
 echo "bench: spillway-bench" >&2
 swargs=""
 if [ $quick = 1 ]; then
     swargs="--quick --sections matvec --types Q4_K,Q8_0"
-elif [ "$THREADS" = 2 ]; then
-    models_best=$(python3 -c '
-import json, sys
-best = float(sys.argv[2])
-for l in open(sys.argv[1]):
-    r = json.loads(l) if l.strip() else {}
-    best = max([best, r.get("decode_passes_best_gbs") or 0]
-               + ((r.get("paired") or {}).get("sample_gbs") or []))
-print(f"{best:.1f}")' "$tmp/rows.jsonl" "$seen_best")
-    swargs="--quiet-ref $models_best"
+elif [ "$THREADS" = 2 ] && [ "$seen_ref" != 0.0 ]; then
+    swargs="--quiet-ref $seen_ref"
 fi
 # shellcheck disable=SC2086
 if ! "$SWBENCH" $swargs --out "$tmp/swbench.md" >&2; then
@@ -211,6 +205,13 @@ fi
 # its bandwidth at this thread count: with the models' own samples, the reference for
 # "an idle bus"
 swbw=$(awk -F'|' -v t="$THREADS" '$2+0 == t && $3+0 > 0 {print $3+0; exit}' "$tmp/swbench.md")
+# this run's figure joins the history, and the reference the decodes are judged against is the
+# median of the last runs with it
+idle_ref=0
+if [ $quick = 0 ]; then
+    [ -n "$swbw" ] && python3 bench/bw_history.py "$hist_file" "$cpu" add "$swbw"
+    idle_ref=$(python3 bench/bw_history.py "$hist_file" "$cpu" ref)
+fi
 
 # --- the report -------------------------------------------------------------
 {
@@ -226,14 +227,14 @@ swbw=$(awk -F'|' -v t="$THREADS" '$2+0 == t && $3+0 > 0 {print $3+0; exit}' "$tm
     echo "## Models: prompt and decode speed (\`spillway bench\`)"
     echo
     python3 - "$tmp/rows.jsonl" "$THREADS" "$nprompt" "$ngen" "$CACHE" "$resident" "${swbw:-0}" "$retry" \
-        "$seen_best" "$( [ $quick = 0 ] && echo "$best_file" )" <<'EOF'
+        "$idle_ref" "$( [ $quick = 0 ] && echo "$hist_file" )" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 threads, nprompt, ngen, cache, resident = sys.argv[2:7]
 swbw = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
 retry = sys.argv[8] if len(sys.argv) > 8 else ""
-seen_best = float(sys.argv[9]) if len(sys.argv) > 9 else 0.0
-best_file = sys.argv[10] if len(sys.argv) > 10 else ""
+idle_ref = float(sys.argv[9]) if len(sys.argv) > 9 else 0.0
+hist_file = sys.argv[10] if len(sys.argv) > 10 else ""
 resident = " " + resident if resident else ""
 print(f"`spillway bench MODEL --threads {threads} --prompt {nprompt} --gen {ngen}{resident} --json` on "
       f"models written by `spillway gen --like NAME --type TYPE` (the real model's tensor "
@@ -298,25 +299,31 @@ if moe:
               f"{g['distinct_mean']:.1f} | {g['distinct_random']:.1f} | "
               f"{100 * g['reuse_prev']:.0f}% | {100 * g['reuse_random']:.0f}% |")
 print("\n### Target: decode at >= 85% of its bandwidth bound\n")
-# An idle bus is the most bandwidth seen anywhere in this run (spillway-bench's figure and every
-# sample taken between decode blocks) or by an earlier full run on this machine; a block counts
-# as quiet when the samples on both sides reach 90% of that, and a model is judged on the
-# median of its quiet blocks, if it has 5.
+# An idle bus reads what the median of the last five full runs' spillway-bench figures says
+# (bench/bw_history.py; a quick run, or a first one without that figure: the most bandwidth
+# seen in this run); a block counts as quiet when the samples on both sides reach 90% of that,
+# and a model is judged on the median of its quiet blocks, if it has 5.
 run_best = max([swbw] + [max(r["paired"]["sample_gbs"]) for r in rows
                          if r.get("paired") and r["paired"].get("sample_gbs")]
                + [r.get("decode_passes_best_gbs") or 0 for r in rows])
-ref = max(run_best, seen_best)
-if best_file and ref > seen_best:
-    with open(best_file, "w") as f:
-        f.write(f"{ref:.1f}\n")
-earlier = (f"; an earlier run on this machine saw {seen_best:.1f} GB/s" if seen_best > run_best
-           else "")
-print(f"Reference for an idle bus: {ref:.1f} GB/s, the most bandwidth seen in this run "
-      f"({run_best:.1f} GB/s: spillway-bench and the samples between decode blocks{earlier}; "
-      f"kept in `{best_file or 'nowhere: quick run'}`). A 4-token block is quiet when "
-      f"the bandwidth samples on both sides of it reach 90% of that; a model is judged on the "
-      f"median of its quiet blocks' decode / (bandwidth around them), if it has at least 5, "
-      f"and not judged otherwise: the bus was busy for the whole run.\n")
+if idle_ref > 0:
+    ref = idle_ref
+    print(f"Reference for an idle bus: {ref:.1f} GB/s, the median of spillway-bench's read "
+          f"bandwidth ({threads} threads) over the last full runs on this CPU model, "
+          + (f"this one's {swbw:.1f} GB/s included" if swbw > 0 else "this one measured none")
+          + f" (kept in `{hist_file}`; bench/bw_history.py says why a "
+          f"median of runs and not the most ever seen). The most any sample of this run saw was "
+          f"{run_best:.1f} GB/s. ", end="")
+else:
+    ref = run_best
+    print(f"Reference for an idle bus: {ref:.1f} GB/s, the most bandwidth seen in this run "
+          f"(spillway-bench and the samples between decode blocks; "
+          f"{'a quick run keeps no history' if not hist_file else 'no earlier run recorded one'}). ",
+          end="")
+print("A 4-token block is quiet when the bandwidth samples on both sides of it reach 90% of "
+      "that; a model is judged on the median of its quiet blocks' decode / (bandwidth around "
+      "them), if it has at least 5, and not judged otherwise: the bus was busy for the whole "
+      "run.\n")
 verdicts = []
 for r in rows:
     p = r.get("paired") or {}

@@ -393,6 +393,58 @@ TEST(bench_retry_decode_passes)
     free(err);
 }
 
+/* --quiet-ref replaces the run's best sample as what quiet is measured
+ * against: with a reference every sample reaches, every block is quiet and
+ * one pass is enough (24 tokens: 6 blocks, 5 wanted), however far the
+ * run's own samples spread. */
+TEST(bench_quiet_ref_replaces_run_best)
+{
+    char *out, *err;
+    int rc = spill(&out, &err, "bench '%s' --prompt 8 --gen 24 --threads 2 --retry-decode 30 "
+                               "--quiet-ref 0.001 --json",
+                   test_fixture(STORIES));
+    CHECKF(rc == 0, "rc %d: %s", rc, err);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    CHECKF(j, "bad JSON: %s", out);
+    CHECK_EQ(json_integer_value(json_object_get(j, "decode_passes")), 1);
+    json_decref(j);
+    free(out);
+    free(err);
+}
+
+/* bench/bw_history.py: the idle reference is the median of this CPU's last
+ * five runs, so one outlier cannot raise it for good; other CPUs' lines and
+ * broken ones do not count. */
+TEST(bench_bandwidth_history_median)
+{
+    char path[1024], cmd[4096], *out = NULL;
+    snprintf(path, sizeof path, "%s/bw-history", test_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("33.5\n" /* the old one-number format */
+          "90.0\t2026-11-01 10:00\tOther CPU\n"
+          "garbage\n",
+          f);
+    fclose(f);
+    const char *runs[] = {"50", "31.6", "31.7", "33.5", "31.9", "31.8"};
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        snprintf(cmd, sizeof cmd, "python3 bench/bw_history.py '%s' 'Test CPU' add %s", path,
+                 runs[i]);
+        CHECK_EQ(test_run(cmd, NULL), 0);
+    }
+    snprintf(cmd, sizeof cmd, "python3 bench/bw_history.py '%s' 'Test CPU' ref", path);
+    CHECK_EQ(test_run(cmd, &out), 0);
+    CHECK_STR(out, "31.8\n"); /* the median of the last five: 50 has left */
+    free(out);
+    snprintf(cmd, sizeof cmd, "python3 bench/bw_history.py '%s' 'New CPU' ref", path);
+    CHECK_EQ(test_run(cmd, &out), 0);
+    CHECK_STR(out, "0.0\n");
+    free(out);
+    snprintf(cmd, sizeof cmd, "python3 bench/bw_history.py '%s' 'Test CPU' add 2>/dev/null", path);
+    CHECK(test_run(cmd, NULL) != 0);
+}
+
 /* An MoE model's bytes per token count its routed experts once, however
  * many decode passes ran: every pass routes the same tokens alike. */
 TEST(bench_retry_decode_counts_experts_once)

@@ -75,7 +75,7 @@ done:
 int bench_pairs_quiet(const bench_pairs *p, double ref)
 {
     double best = ref;
-    for (int i = 0; i < p->n_samples; i++)
+    for (int i = 0; ref <= 0 && i < p->n_samples; i++)
         best = p->bw[i] > best ? p->bw[i] : best;
     int n = 0;
     for (int b = 0; b < p->n_blocks; b++)

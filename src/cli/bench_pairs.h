@@ -54,9 +54,9 @@ int bench_pairs_open(bench_pairs *p, sw_pool *pool, int max_blocks, sw_err *err)
 /* A block of `seconds` that read `bytes` of weights, then the next sample. */
 void bench_pairs_block(bench_pairs *p, double bytes, double seconds);
 void bench_pairs_summarize(const bench_pairs *p, bench_pairs_summary *s);
-/* Blocks whose two samples both reach BENCH_PAIR_QUIET of ref (bytes/s)
- * or of p's own best sample, whichever is more: its quiet blocks against
- * another run's reference. */
+/* Blocks whose two samples both reach BENCH_PAIR_QUIET of ref (bytes/s),
+ * or of p's own best sample where ref is 0: its quiet blocks against an
+ * idle bandwidth measured elsewhere. */
 int bench_pairs_quiet(const bench_pairs *p, double ref);
 void bench_pairs_close(bench_pairs *p);
 

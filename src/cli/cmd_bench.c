@@ -28,7 +28,7 @@
  *              tenants' DRAM traffic moves the bandwidth while we measure);
  *   retries    --retry-decode S runs the decode again, from an empty cache,
  *              while it has fewer than 5 quiet blocks (both samples at 90%
- *              of the best, or of --quiet-ref), for at most S seconds, and
+ *              of --quiet-ref, or of the best sample), for at most S seconds, and
  *              keeps the pass with the most: what make bench judges the
  *              decode target on. The choice sees the samples alone.
  *
@@ -79,10 +79,11 @@ static const char *usage_text =
     "  --kv-type T       KV cache type: f16 (default), f32 or q8_0\n"
     "  --no-warmup       skip the warm-up prefill\n"
     "  --retry-decode S  while the decode has fewer than 5 quiet 4-token blocks (both\n"
-    "                    bandwidth samples around it at 90% of the best), run it again\n"
-    "                    from an empty cache, for at most S seconds, and keep the pass\n"
-    "                    with the most (default 0: one pass)\n"
-    "  --quiet-ref GBPS  a best bandwidth seen elsewhere (GB/s), for what counts as quiet\n"
+    "                    bandwidth samples around it at 90% of --quiet-ref, or of the\n"
+    "                    best sample), run it again from an empty cache, for at most S\n"
+    "                    seconds, and keep the pass with the most (default 0: one pass)\n"
+    "  --quiet-ref GBPS  the read bandwidth of an idle bus (GB/s) that quiet is measured\n"
+    "                    against, in place of the best sample of the run\n"
     "  --models-dir DIR  also look for MODEL names in DIR (repeatable)\n"
     "  --json            print one JSON object\n"
     "  --replay TRACE    drive MODEL's store and reader with the routing of a recorded\n"
@@ -294,10 +295,13 @@ static int decode_pass(const bench_args *a, bench_run *b, const int32_t *seq, be
 
 #define DECODE_MIN_QUIET 5 /* quiet blocks bench/run.sh wants before it judges a decode */
 
-/* Quiet is against the best of --quiet-ref and of every pass so far. */
+/* Quiet is against --quiet-ref where it is given, else against the best
+ * sample of every pass so far. Not the more of the two: the best of a
+ * thousand samples on a shared bus is the tail of its noise, and rises with
+ * every pass that looks for a quiet spell until none can be found. */
 static double quiet_ref(const bench_args *a, const bench_run *b)
 {
-    return a->quiet_ref > b->passes_best ? a->quiet_ref : b->passes_best;
+    return a->quiet_ref > 0 ? a->quiet_ref : b->passes_best;
 }
 
 /*
