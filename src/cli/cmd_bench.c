@@ -28,9 +28,10 @@
  *              tenants' DRAM traffic moves the bandwidth while we measure);
  *   retries    --retry-decode S runs the decode again, from an empty cache,
  *              while it has fewer than 5 quiet blocks (both samples at 90%
- *              of --quiet-ref, or of the best sample), for at most S seconds, and
- *              keeps the pass with the most: what make bench judges the
- *              decode target on. The choice sees the samples alone.
+ *              of --quiet-ref, or of the best sample), for at most S
+ *              seconds, and keeps the pass with the most: what make bench
+ *              judges the decode target on. The choice sees the samples
+ *              alone.
  *
  * For MoE models it also reports routing statistics over the decode steps,
  * so degenerate routing shows: distinct experts per layer per window of 100
