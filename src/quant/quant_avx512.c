@@ -16,11 +16,10 @@
  *   sum q * y = dpbusd(u, y) - dpbusd(off, y)
  *
  *   Q5_0    u = nibble | bit << 4      off 16
- *   Q8_0    u = q ^ 0x80 = q + 128     off 128
  *   Q4_1    u = nibble                 off 0, plus m * s from Q8_1
  *   Q5_1    u = nibble | bit << 4      off 0, plus m * s from Q8_1
  *
- * Q4_0, IQ4_NL and MXFP4 (4-bit, Q8_0 activations) go faster over a
+ * Q4_0, IQ4_NL, MXFP4 and Q8_0 (Q8_0 activations) go faster over a
  * prepared activation, four blocks per register: quant_b32_avx512.c,
  * installed last.
  *
@@ -140,14 +139,7 @@ static inline __m512i u2_q5_0(const block_q5_0 *x, __m512i lut)
     return _mm512_mask_add_epi8(u, high_bits_pair(x[0].qh, x[1].qh), u, _mm512_set1_epi8(16));
 }
 
-static inline __m512i u2_q8_0(const block_q8_0 *x, __m512i lut)
-{
-    (void)lut;
-    return _mm512_xor_si512(bytes_pair(x[0].qs, x[1].qs), _mm512_set1_epi8((char)0x80));
-}
-
 #define OFF_q5_0 16
-#define OFF_q8_0 128
 
 static inline __m512i u2_q4_1(const block_q4_1 *x, __m512i lut)
 {
@@ -170,7 +162,6 @@ static inline __m512i u2_q5_1(const block_q5_1 *x, __m512i lut)
         return dot_offset(u2_##t(x, lut), bytes_pair(y[0].qs, y[1].qs), OFF_##t);             \
     }
 DEFINE_DOT2_Y(q5_0, block_q5_0, block_q8_0)
-DEFINE_DOT2_Y(q8_0, block_q8_0, block_q8_0)
 DEFINE_DOT2_Y(q4_1, block_q4_1, block_q8_1)
 DEFINE_DOT2_Y(q5_1, block_q5_1, block_q8_1)
 
@@ -271,7 +262,6 @@ SIMD_INLINE __m256 group_halves(const void *p, int stride, __m512i idx)
 DEFINE_DOT32(vec_dot_q4_1, block_q4_1, block_q8_1, dot2_q4_1, _mm512_setzero_si512(), SCALES_DM, 1)
 DEFINE_DOT32(vec_dot_q5_0, block_q5_0, block_q8_0, dot2_q5_0, _mm512_setzero_si512(), SCALES_D, 0)
 DEFINE_DOT32(vec_dot_q5_1, block_q5_1, block_q8_1, dot2_q5_1, _mm512_setzero_si512(), SCALES_DM, 1)
-DEFINE_DOT32(vec_dot_q8_0, block_q8_0, block_q8_0, dot2_q8_0, _mm512_setzero_si512(), SCALES_D, 0)
 
 /*
  * dot_multi (quant.h) for the 32-element types: up to four activation rows
@@ -357,7 +347,6 @@ DEFINE_DOT32(vec_dot_q8_0, block_q8_0, block_q8_0, dot2_q8_0, _mm512_setzero_si5
 
 #define ZERO_LUT _mm512_setzero_si512()
 DEFINE_DOT32_MULTI(q5_0, block_q5_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
-DEFINE_DOT32_MULTI(q8_0, block_q8_0, block_q8_0, ZERO_LUT, XS_D, F_D, 0)
 DEFINE_DOT32_MULTI(q4_1, block_q4_1, block_q8_1, ZERO_LUT, XS_DM, F_DM, 1)
 DEFINE_DOT32_MULTI(q5_1, block_q5_1, block_q8_1, ZERO_LUT, XS_DM, F_DM, 1)
 #undef ZERO_LUT
@@ -372,7 +361,6 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot[QT_Q4_1] = vec_dot_q4_1;
     k->vec_dot[QT_Q5_0] = vec_dot_q5_0;
     k->vec_dot[QT_Q5_1] = vec_dot_q5_1;
-    k->vec_dot[QT_Q8_0] = vec_dot_q8_0;
     k->vec_dot[QT_Q2_K] = quant_vec_dot_q2_K_avx512;
     k->vec_dot[QT_Q3_K] = quant_vec_dot_q3_K_avx512;
     k->vec_dot[QT_Q4_K] = quant_vec_dot_q4_K_avx512;
@@ -386,7 +374,6 @@ void quant_avx512_kernels(quant_kernels *k)
     k->vec_dot_rows[QT_Q6_K] = quant_vec_dot_q6_K_avx512_rows;
     /* batches: plain Q8_0 / Q8_1 rows, nothing to prepare */
     k->act_prep[QT_Q5_0] = (quant_act_prep){NULL, NULL, vec_dot_q5_0_multi, 0, 0};
-    k->act_prep[QT_Q8_0] = (quant_act_prep){NULL, NULL, vec_dot_q8_0_multi, 0, 0};
     k->act_prep[QT_Q4_1] = (quant_act_prep){NULL, NULL, vec_dot_q4_1_multi, 0, 0};
     k->act_prep[QT_Q5_1] = (quant_act_prep){NULL, NULL, vec_dot_q5_1_multi, 0, 0};
     quant_kq_avx512_act_preps(k);
