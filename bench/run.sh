@@ -71,11 +71,11 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_start=$(loadavg)
 
 # The $THREADS-thread read bandwidth of an idle bus as the last full runs on this CPU model
-# measured it (bench/bw_history.py; 0: none yet): the models' decodes look for quiet blocks
+# measured it (bench/bw_history.py; 0.0: none yet): the models' decodes look for quiet blocks
 # against it, so that a run whose bus stays busy throughout cannot call its own best quiet.
 # This run's figure joins it once spillway-bench has measured it.
 hist_file="$CACHE/read-bandwidth-history-${THREADS}t"
-seen_ref=0
+seen_ref=0.0 # as bw_history.py prints "none"
 [ $quick = 0 ] && seen_ref=$(python3 bench/bw_history.py "$hist_file" "$cpu" ref)
 
 # --- spillway bench on generated models -----------------------------------

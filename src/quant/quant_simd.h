@@ -321,7 +321,7 @@ QUANT_SIMD_KQ_ROWS_TYPES(QUANT_SIMD_DECLARE_ROWS)
 
 /* Fills act_prep (batches) for the AVX2 Q4_K and Q5_K kernels (quant_kq_avx2.c). */
 void quant_kq_avx2_act_preps(quant_kernels *k);
-/* Installs the AVX-512 Q4_0, IQ4_NL and MXFP4 kernels over a prepared
+/* Installs the AVX-512 Q4_0, IQ4_NL, MXFP4 and Q8_0 kernels over a prepared
  * activation (quant_b32_avx512.c): vec_dot, rows and act_prep. */
 void quant_b32_avx512_kernels(quant_kernels *k);
 /* Fills act_prep for the AVX-512 K-quant and IQ4_XS kernels, and sets how far
