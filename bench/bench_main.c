@@ -3,7 +3,7 @@
  *
  *   spillway-bench [--quick] [--types Q4_K,Q8_0] [--threads 1,2]
  *                  [--arena MIB] [--reps N] [--sections matvec,tokenize,reader]
- *                  [--quiet-ref GBPS] [--out FILE]
+ *                  [--quiet-ref GBPS] [--matvec-streams 1|2] [--out FILE]
  *
  * Prints a markdown report; --out also writes it to FILE (make bench writes
  * bench/RESULTS.md). Sections (all by default): matvec (bench.h says what is
@@ -12,6 +12,7 @@
  * 1 if any measurement failed.
  */
 #include "bench.h"
+#include "quant/matmul.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +98,7 @@ static int usage(FILE *f)
 {
     fprintf(f, "usage: spillway-bench [--quick] [--types Q4_K,Q8_0,...] [--threads 1,2,...]\n"
                "                      [--arena MIB] [--reps N] [--out FILE]\n"
-               "                      [--quiet-ref GBPS]\n"
+               "                      [--quiet-ref GBPS] [--matvec-streams 1|2]\n"
                "                      [--sections matvec,tokenize,reader]\n");
     return f == stderr ? 2 : 0;
 }
@@ -196,6 +197,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 fprintf(stderr, "spillway-bench: bad --quiet-ref '%s' (GB/s)\n", v);
                 return -1;
             }
+        } else if (v && !strcmp(a, "--matvec-streams")) {
+            if (strcmp(v, "1") && strcmp(v, "2")) {
+                fprintf(stderr, "spillway-bench: bad --matvec-streams '%s' (1 or 2)\n", v);
+                return -1;
+            }
+            quant_matvec_set_streams(v[0] == '2' ? QUANT_STREAMS_TWO : QUANT_STREAMS_ONE), i++;
         } else if (v && !strcmp(a, "--sections")) {
             o->sections = parse_sections(v), i++;
             if (o->sections < 0)
@@ -507,6 +514,8 @@ static void report_header(FILE *f, const struct run *R, int argc, char **argv)
                "kernel: %s\n",
             quant_isa_name(quant_kernels_get()->isa), quant_isa_name(quant_cpu_isa()),
             bench_read_kernel_name());
+    fprintf(f, "- weight streams per thread in a matvec: %d (src/quant/matmul.h)\n",
+            quant_matvec_streams());
     fprintf(f, "- date: %s\n- command: `", date);
     for (int i = 0; i < argc; i++)
         fprintf(f, "%s%s", i ? " " : "", argv[i]);

@@ -326,6 +326,96 @@ TEST(matvec_multi_equals_matvec)
     sw_pool_destroy(pool);
 }
 
+/* y[r] == the kernel's dot of row r with x converted whole, for every r. */
+static bool rows_equal_kernel(quant_type t, const void *W, int64_t rows, int64_t cols,
+                              const float *x, const float *y)
+{
+    const quant_traits *tr = quant_traits_of(t);
+    const quant_kernels *k = quant_kernels_get();
+    const void *a = x;
+    void *xq = NULL;
+    if (tr->vec_dot_type != QT_F32) {
+        a = xq = malloc(quant_row_size(tr->vec_dot_type, cols));
+        k->act_quant[tr->vec_dot_type](x, xq, cols);
+    }
+    size_t row_bytes = quant_row_size(t, cols);
+    bool same = true;
+    for (int64_t r = 0; r < rows && same; r++) {
+        float s;
+        k->vec_dot[t](cols, &s, (const uint8_t *)W + (size_t)r * row_bytes, a);
+        same = memcmp(&s, &y[r], sizeof s) == 0;
+    }
+    free(xq);
+    return same;
+}
+
+/*
+ * Two streams per thread (quant_matvec_set_streams): every row is still
+ * computed once, by its kernel, whatever the thread count. Row counts put
+ * the chunk count on both sides of where pairing starts (4 chunks per
+ * thread), leave short last chunks and odd streams; Q4_K's rows are
+ * prepared, Q6_K's and Q8_0's plain, F16's float; matvec_multi mixes them
+ * so that a stream crosses from one matrix to the next.
+ */
+TEST(matvec_two_streams_equal_one)
+{
+    static const quant_type types[] = {QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_F16};
+    static const int64_t rows[] = {1, 127, 385, 511, 512, 1000, 4099};
+    const int64_t cols = 256;
+    sw_pool *pools[3] = {NULL, NULL, NULL};
+    CHECK_EQ(sw_pool_create(2, &pools[1], NULL), 0);
+    CHECK_EQ(sw_pool_create(3, &pools[2], NULL), 0);
+    float *x = make_floats(cols, 77);
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        quant_type t = types[ti];
+        for (size_t ri = 0; ri < sizeof rows / sizeof *rows; ri++) {
+            int64_t n = rows[ri];
+            void *W = make_weights(t, n, cols, 100 + 10 * ti + ri);
+            float *y = malloc(sizeof(float) * (size_t)n);
+            for (int mode = QUANT_STREAMS_ONE; mode <= QUANT_STREAMS_TWO; mode++)
+                for (int pi = 0; pi < 3; pi++) {
+                    quant_matvec_set_streams((quant_streams)mode);
+                    memset(y, 0xff, sizeof(float) * (size_t)n); /* NaN: a skipped row */
+                    sw_err e = {0};
+                    CHECKF(quant_matvec(pools[pi], t, W, n, cols, x, y, &e) == 0, "%s", e.msg);
+                    CHECKF(rows_equal_kernel(t, W, n, cols, x, y),
+                           "%s, %lld rows, %d stream(s), pool %d: a row differs from its kernel",
+                           quant_name(t), (long long)n, mode, pi);
+                }
+            free(W);
+            free(y);
+        }
+    }
+    enum { N = 6 };
+    quant_mv items[N];
+    for (int i = 0; i < N; i++) {
+        quant_type t = types[i % 4];
+        int64_t n = rows[2 + i % 5];
+        items[i] = (quant_mv){t, make_weights(t, n, cols, 300 + i), n, cols, x,
+                              malloc(sizeof(float) * (size_t)n)};
+    }
+    for (int pi = 0; pi < 3; pi++) {
+        quant_matvec_set_streams(QUANT_STREAMS_TWO);
+        for (int i = 0; i < N; i++)
+            memset(items[i].y, 0xff, sizeof(float) * (size_t)items[i].rows);
+        sw_err e = {0};
+        CHECKF(quant_matvec_multi(pools[pi], items, N, &e) == 0, "%s", e.msg);
+        for (int i = 0; i < N; i++)
+            CHECKF(rows_equal_kernel(items[i].wtype, items[i].W, items[i].rows, cols, x,
+                                     items[i].y),
+                   "matvec_multi item %d (%s), pool %d: a row differs from its kernel", i,
+                   quant_name(items[i].wtype), pi);
+    }
+    quant_matvec_set_streams(QUANT_STREAMS_AUTO);
+    for (int i = 0; i < N; i++) {
+        free((void *)items[i].W);
+        free(items[i].y);
+    }
+    free(x);
+    sw_pool_destroy(pools[1]);
+    sw_pool_destroy(pools[2]);
+}
+
 /* A kernel's prepared activations give its rows kernel's results bit for
  * bit, at every length it prepares (awkward ones included). */
 TEST(act_prep_equals_vec_dot_rows)

@@ -53,6 +53,7 @@
 #include "cli/cli_store.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "quant/matmul.h"
 #include "store/catalog.h"
 #include "store/read_probe.h"
 #include "store/store.h"
@@ -85,6 +86,9 @@ static const char *usage_text =
     "                    seconds, and keep the pass with the most (default 0: one pass)\n"
     "  --quiet-ref GBPS  the read bandwidth of an idle bus (GB/s) that quiet is measured\n"
     "                    against, in place of the best sample of the run\n"
+    "  --matvec-streams N  1 or 2: rows each thread reads at once in a decode step's\n"
+    "                    products, as one stream or two far apart (default: two on\n"
+    "                    Intel CPUs, one elsewhere; for comparing the two)\n"
     "  --models-dir DIR  also look for MODEL names in DIR (repeatable)\n"
     "  --json            print one JSON object\n"
     "  --replay TRACE    drive MODEL's store and reader with the routing of a recorded\n"
@@ -524,6 +528,7 @@ static int print_json(const bench_args *a, const char *path, const bench_run *b,
         return cli_fail("bench: could not build the JSON report");
     store_json_add(j, a, b, f);
     json_object_set_new(j, "paired", paired_json(b));
+    json_object_set_new(j, "matvec_streams", json_integer(quant_matvec_streams()));
     json_object_set_new(j, "decode_passes", json_integer(b->decode_passes));
     json_object_set_new(j, "decode_passes_best_gbs", json_real(b->passes_best / 1e9));
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
@@ -544,7 +549,8 @@ static void print_text(const bench_args *a, const char *path, const bench_run *b
     bench_fmt_bytes(resident, sizeof resident, b->w.resident);
     bench_fmt_bytes(experts, sizeof experts, f->expert_bytes);
     printf("model        %s (%s, %s of weights)\n", path, b->info.arch, total);
-    printf("threads      %d, KV cache %s\n", sw_pool_size(b->pool), quant_name(kv_cache_type(b->kv)));
+    printf("threads      %d (%d weight stream(s) each), KV cache %s\n", sw_pool_size(b->pool),
+           quant_matvec_streams(), quant_name(kv_cache_type(b->kv)));
     if (a->n_prompt > 0)
         printf("prompt       %5d tokens in %8.3f s  %10.2f tok/s\n", a->n_prompt, b->prompt_s,
                f->prompt_tps);
@@ -643,6 +649,9 @@ static int parse_args(int argc, char **argv, bench_args *a)
             char *end;
             a->quiet_ref = strtod(argv[++i], &end) * 1e9;
             bad = *end || !(a->quiet_ref >= 0 && a->quiet_ref < 1e15);
+        } else if (!strcmp(o, "--matvec-streams") && v) {
+            bad = cli_parse_int(argv[++i], 1, 2, &us);
+            quant_matvec_set_streams(us == 2 ? QUANT_STREAMS_TWO : QUANT_STREAMS_ONE);
         } else if (!strcmp(o, "--prompt") && v) {
             bad = cli_parse_int(argv[++i], 0, 1 << 20, &a->n_prompt);
         } else if (!strcmp(o, "--gen") && v) {

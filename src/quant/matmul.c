@@ -22,10 +22,32 @@
  * once while its stream is long (an eighth of what is left), and single
  * chunks near its end, where a thief might want them.
  *
+ * Two streams per thread. On an Intel Xeon (2-core VM, bench/RESULTS.md)
+ * one core reads two streams far apart faster than one: a plain read of
+ * two halves of a buffer, 1 KiB from each in turn, with a few
+ * multiply-adds per cache line, ran at 21-23 GB/s on one core where one
+ * stream ran at 17, and 37-46 against 33 on two; two streams 8 KiB apart
+ * ran slower than one (scratch loops, best of 4 passes over 2 GiB). So in
+ * a product of one activation (a decode step's) each thread's share is
+ * two streams, the halves of its share (in a decode step 0.15 to a few
+ * MiB apart), and the task walks them in
+ * alternation (mm_walk), MM_PAIR_STEP_BYTES of rows per turn, then the
+ * one left alone, then steals as before. Measured with spillway-bench's
+ * --matvec-streams on that Xeon, 2 threads: Q4_K 2048x768 x8 26.8-27.0
+ * -> 28.8-30.3 GB/s, Q6_K 26.5-27.0 -> 28.0-29.0; 4096x4096 no change;
+ * qwen3-30b-a3b q4_k_m decode 13.1-13.4 -> 13.8-14.0 tok/s, llama-3.2-1b
+ * q4_k_m 32.5-32.6 -> 33.5-33.7 (spillway bench --matvec-streams 1 and 2
+ * alternating). Rows longer than MM_PAIR_MAX_ROW_BYTES stay one stream:
+ * a turn is a whole row, and Q8_0's 4352-byte rows read 2-4% slower in
+ * turns. Batches (m > 1) stay one stream: they are bound by compute. The
+ * AMD EPYC is not measured, so elsewhere than on Intel CPUs a thread
+ * walks one stream (quant_matvec_set_streams).
+ *
  * Prepared activations. A kernel that rearranges its activation row before
- * use (quant_act_prep) would do so once per chunk; each task instead keeps
- * the prepared row of the last activation it met (mm_prepared) and rebuilds
- * it only when a chunk of another activation comes up. A batch (m > 1)
+ * use (quant_act_prep) would do so once per chunk; each task instead keeps,
+ * per stream it walks, the prepared row of the last activation it met
+ * (mm_slot) and rebuilds it only when a chunk of another activation comes
+ * up. A batch (m > 1)
  * whose kernel has dot_multi goes through each chunk MM_MULTI_ACTS
  * activations at a time, prepared together, so every weight block is
  * unpacked once per four activations instead of once per activation.
@@ -50,6 +72,9 @@
 #define MM_WARM_BYTES (8 * 1024)     /* prefetched at once where a chunk starts cold */
 #define MM_PREP_BYTES (36 * 1024)    /* a thread's prepared activation row (quant_act_prep) */
 #define MM_MULTI_ACTS 4              /* activations prepared together for dot_multi */
+#define MM_PAIR_STEP_BYTES 1024      /* weight bytes per turn when a thread walks two streams */
+#define MM_PAIR_MIN_CHUNKS 2         /* chunks per stream below which a thread walks one */
+#define MM_PAIR_MAX_ROW_BYTES 2048   /* longer rows: one stream (a turn would be a whole row) */
 
 /* A run of chunks [front, back): the owner takes from the front, thieves
  * from the back. Packed in one word (front low, back high) so one CAS
@@ -73,15 +98,21 @@ typedef struct mm_part {
     int64_t first_chunk, n_chunks;
 } mm_part;
 
-/* What a task has prepared (quant_act_prep): the activation row A of cols
- * elements, by prep; A NULL: nothing yet. Within a job A is fixed, so the
- * three identify the contents of buf. */
-typedef struct mm_prepared {
+/* What a task has prepared (quant_act_prep) for one of its walks: the
+ * activation row A of cols elements, by prep; A NULL: nothing yet. Within
+ * a job A is fixed, so the three identify the contents of buf. */
+typedef struct mm_slot {
     const uint8_t *A;
     int64_t cols;
     quant_act_prep_fn prep;
     _Alignas(64) uint8_t buf[MM_PREP_BYTES];
-    _Alignas(64) uint8_t multi[MM_MULTI_ACTS * MM_PREP_BYTES]; /* mm_chunk_multi's */
+} mm_slot;
+
+/* A task's prepared rows: one slot per walk (mm_walk), and mm_chunk_multi's
+ * batch of activations. */
+typedef struct mm_prepared {
+    mm_slot slot[2];
+    _Alignas(64) uint8_t multi[MM_MULTI_ACTS * MM_PREP_BYTES];
 } mm_prepared;
 
 /* A job: the chunks of all its parts, numbered in order, split into
@@ -91,6 +122,7 @@ struct mm_job {
     int n_parts;
     mm_stream *streams;
     int n_streams;
+    bool paired; /* two streams per task (mm_run) */
 };
 
 /*
@@ -106,20 +138,43 @@ struct mm_job {
  * demand miss at a time. On a 2048x768 Q4_K matvec with 2 threads this
  * took 0.2-0.5 us off a 14.5-18 us call (median per-call timelines, rdtsc).
  */
-/* The prepared form of p's activation row in pr (prepared now unless it
+/* The prepared form of p's activation row in sl (prepared now unless it
  * is there already), or NULL where p's kernel has none (or m > 1). */
-static const void *mm_prepared_act(const mm_part *p, mm_prepared *pr)
+static const void *mm_prepared_act(const mm_part *p, mm_slot *sl)
 {
     const quant_act_prep *ap = &p->k->act_prep[p->wtype];
-    if (p->m != 1 || !ap->prep || p->cols > ap->max_n || ap->bytes > sizeof pr->buf)
+    if (p->m != 1 || !ap->prep || p->cols > ap->max_n || ap->bytes > sizeof sl->buf)
         return NULL;
-    if (pr->A != p->A || pr->cols != p->cols || pr->prep != ap->prep) {
-        ap->prep(p->cols, p->A, pr->buf);
-        pr->A = p->A;
-        pr->cols = p->cols;
-        pr->prep = ap->prep;
+    if (sl->A != p->A || sl->cols != p->cols || sl->prep != ap->prep) {
+        ap->prep(p->cols, p->A, sl->buf);
+        sl->A = p->A;
+        sl->cols = p->cols;
+        sl->prep = ap->prep;
     }
-    return pr->buf;
+    return sl->buf;
+}
+
+/* Rows [r0, r1) of p, one activation (m == 1): against its prepared form
+ * act where there is one, else against the converted row. */
+static void mm_rows_1(const mm_part *p, int64_t r0, int64_t r1, const void *act)
+{
+    const uint8_t *w = p->W + (size_t)r0 * p->w_row_bytes;
+    if (act)
+        p->k->act_prep[p->wtype].dot_rows(p->cols, (int)(r1 - r0), &p->Y[r0], w, p->w_row_bytes,
+                                          act);
+    else
+        quant_vec_dot_rows(p->k, p->wtype, p->cols, (int)(r1 - r0), &p->Y[r0], w,
+                           p->w_row_bytes, p->A);
+}
+
+/* Where a chunk starts cold, its first MM_WARM_BYTES, prefetched at once. */
+static void mm_warm(const mm_part *p, int64_t r0, int64_t r1)
+{
+    const uint8_t *w = p->W + (size_t)r0 * p->w_row_bytes;
+    size_t bytes = (size_t)(r1 - r0) * p->w_row_bytes;
+    bytes = bytes < MM_WARM_BYTES ? bytes : MM_WARM_BYTES;
+    for (size_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch(w + o, 0, 2); /* into L2, as the kernels' (quant_simd.h) */
 }
 
 /* Rows [r0, r1) of p against all its activations, MM_MULTI_ACTS at a time:
@@ -152,27 +207,18 @@ static void mm_part_chunk(const mm_part *p, int64_t c, int cold, mm_prepared *pr
 {
     int64_t r0 = c * p->chunk;
     int64_t r1 = r0 + p->chunk < p->rows ? r0 + p->chunk : p->rows;
-    int64_t group = p->m == 1 ? r1 - r0 : MM_ROW_GROUP;
-    if (cold) {
-        const uint8_t *w = p->W + (size_t)r0 * p->w_row_bytes;
-        size_t bytes = (size_t)(r1 - r0) * p->w_row_bytes;
-        bytes = bytes < MM_WARM_BYTES ? bytes : MM_WARM_BYTES;
-        for (size_t o = 0; o < bytes; o += 64)
-            __builtin_prefetch(w + o, 0, 2); /* into L2, as the kernels' (quant_simd.h) */
-    }
-    if (p->m > 1 && mm_chunk_multi(p, r0, r1, pr))
-        return;
-    const void *prepared = mm_prepared_act(p, pr);
-    if (prepared) {
-        p->k->act_prep[p->wtype].dot_rows(p->cols, (int)(r1 - r0), &p->Y[r0],
-                                          p->W + (size_t)r0 * p->w_row_bytes, p->w_row_bytes,
-                                          prepared);
+    if (cold)
+        mm_warm(p, r0, r1);
+    if (p->m == 1) {
+        mm_rows_1(p, r0, r1, mm_prepared_act(p, &pr->slot[0]));
         return;
     }
+    if (mm_chunk_multi(p, r0, r1, pr))
+        return;
     for (int64_t i0 = 0; i0 < p->m; i0 += p->act_block) {
         int64_t i1 = i0 + p->act_block < p->m ? i0 + p->act_block : p->m;
-        for (int64_t r = r0; r < r1; r += group) {
-            int nr = (int)(r + group < r1 ? group : r1 - r);
+        for (int64_t r = r0; r < r1; r += MM_ROW_GROUP) {
+            int nr = (int)(r + MM_ROW_GROUP < r1 ? MM_ROW_GROUP : r1 - r);
             const uint8_t *w = p->W + (size_t)r * p->w_row_bytes;
             for (int64_t i = i0; i < i1; i++)
                 quant_vec_dot_rows(p->k, p->wtype, p->cols, nr, &p->Y[i * p->rows + r], w,
@@ -181,10 +227,8 @@ static void mm_part_chunk(const mm_part *p, int64_t c, int cold, mm_prepared *pr
     }
 }
 
-/* Job-wide chunk c: finds its part (binary search over first_chunk); it is
- * cold unless it follows prev, the chunk this thread ran last. pr: what
- * this task has prepared. */
-static void mm_chunk(const struct mm_job *j, int64_t c, int64_t prev, mm_prepared *pr)
+/* The part holding job-wide chunk c (binary search over first_chunk). */
+static const mm_part *mm_part_of(const struct mm_job *j, int64_t c)
 {
     int lo = 0, hi = j->n_parts - 1;
     while (lo < hi) {
@@ -194,8 +238,16 @@ static void mm_chunk(const struct mm_job *j, int64_t c, int64_t prev, mm_prepare
         else
             hi = mid - 1;
     }
-    int64_t local = c - j->parts[lo].first_chunk;
-    mm_part_chunk(&j->parts[lo], local, c != prev + 1 || local == 0, pr);
+    return &j->parts[lo];
+}
+
+/* Job-wide chunk c; it is cold unless it follows prev, the chunk this
+ * thread ran last. pr: what this task has prepared. */
+static void mm_chunk(const struct mm_job *j, int64_t c, int64_t prev, mm_prepared *pr)
+{
+    const mm_part *p = mm_part_of(j, c);
+    int64_t local = c - p->first_chunk;
+    mm_part_chunk(p, local, c != prev + 1 || local == 0, pr);
 }
 
 /* Claims chunks of s: from the front (back = 0) an eighth of what is left,
@@ -220,18 +272,97 @@ static int64_t stream_take(mm_stream *s, int back, int *n)
     }
 }
 
+/*
+ * A walk through one stream of a paired job (mm_run): chunks from the
+ * front of the stream, and within a chunk `step` rows per kernel call.
+ */
+typedef struct mm_walk {
+    mm_stream *s;
+    mm_slot *slot;       /* the walk's prepared activation */
+    int64_t c, end;      /* chunks claimed and not begun: [c, end) */
+    int64_t prev;        /* the chunk begun last (-2: none) */
+    const mm_part *p;    /* the chunk under way: rows [r, r1) of p are left */
+    int64_t r, r1, step;
+    const void *act;     /* p's prepared activation, or NULL */
+    bool alone;          /* the other walk is done: whole chunks per call */
+} mm_walk;
+
+/* Begins w's next chunk, claiming more of its stream when its claim is
+ * used up; false when the stream is empty. */
+static bool walk_next(const struct mm_job *j, mm_walk *w)
+{
+    if (w->c >= w->end) {
+        int n;
+        int64_t c = stream_take(w->s, 0, &n);
+        if (c < 0)
+            return false;
+        w->c = c;
+        w->end = c + n;
+    }
+    int64_t c = w->c++;
+    const mm_part *p = mm_part_of(j, c);
+    int64_t local = c - p->first_chunk;
+    w->p = p;
+    w->r = local * p->chunk;
+    w->r1 = w->r + p->chunk < p->rows ? w->r + p->chunk : p->rows;
+    if (c != w->prev + 1 || local == 0)
+        mm_warm(p, w->r, w->r1);
+    w->prev = c;
+    w->act = mm_prepared_act(p, w->slot);
+    w->step = (int64_t)(MM_PAIR_STEP_BYTES / p->w_row_bytes);
+    if (w->step < 1)
+        w->step = 1;
+    return true;
+}
+
+/* Runs w's next rows (a step, or while alone the rest of its chunk);
+ * false when its stream is done. */
+static bool walk_step(const struct mm_job *j, mm_walk *w)
+{
+    if (w->r >= w->r1 && !walk_next(j, w))
+        return false;
+    int64_t r1 = !w->alone && w->r + w->step < w->r1 ? w->r + w->step : w->r1;
+    mm_rows_1(w->p, w->r, r1, w->act);
+    w->r = r1;
+    return true;
+}
+
+/* A task of a paired job: its two streams in alternation, then the one
+ * left alone. */
+static void mm_task_pair(const struct mm_job *j, int task, mm_prepared *pr)
+{
+    mm_walk w[2];
+    for (int k = 0; k < 2; k++)
+        w[k] = (mm_walk){.s = &j->streams[2 * task + k], .slot = &pr->slot[k], .prev = -2};
+    bool live0 = true, live1 = true;
+    while (live0 && live1) {
+        live0 = walk_step(j, &w[0]);
+        live1 = walk_step(j, &w[1]);
+    }
+    mm_walk *left = live0 ? &w[0] : live1 ? &w[1] : NULL;
+    if (left) {
+        left->alone = true;
+        while (walk_step(j, left))
+            ;
+    }
+}
+
 static void mm_task(void *arg, int task, int n_tasks, int thread)
 {
     const struct mm_job *j = arg;
+    const int own = j->paired ? 2 : 1; /* streams [own * task, + own) are this task's */
     int64_t c, prev = -2;
     int n;
     mm_prepared pr;
-    pr.A = NULL; /* buf is written before it is read */
-    while ((c = stream_take(&j->streams[task], 0, &n)) >= 0)
-        for (int i = 0; i < n; i++, prev = c++)
-            mm_chunk(j, c, prev, &pr);
-    for (int k = 1; k < j->n_streams; k++)
-        while ((c = stream_take(&j->streams[(task + k) % j->n_streams], 1, &n)) >= 0)
+    pr.slot[0].A = pr.slot[1].A = NULL; /* buf is written before it is read */
+    if (j->paired)
+        mm_task_pair(j, task, &pr);
+    else
+        while ((c = stream_take(&j->streams[task], 0, &n)) >= 0)
+            for (int i = 0; i < n; i++, prev = c++)
+                mm_chunk(j, c, prev, &pr);
+    for (int k = own; k < j->n_streams; k++)
+        while ((c = stream_take(&j->streams[(own * task + k) % j->n_streams], 1, &n)) >= 0)
             mm_chunk(j, c, -2, &pr); /* taken from the back: never a continuation */
 }
 
@@ -349,18 +480,66 @@ static int64_t mm_part_plan(mm_part *p, int64_t first)
     return first + p->n_chunks;
 }
 
-/* Runs chunks [0, n_chunks) of parts over the pool, one stream per thread. */
+static _Atomic int mm_streams_mode = QUANT_STREAMS_AUTO;
+
+void quant_matvec_set_streams(quant_streams mode)
+{
+    atomic_store_explicit(&mm_streams_mode, (int)mode, memory_order_relaxed);
+}
+
+/* QUANT_STREAMS_AUTO's choice on this CPU (matmul.h). */
+static bool mm_two_streams_here(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    static _Atomic int intel = -1;
+    int v = atomic_load_explicit(&intel, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_is("intel") ? 1 : 0;
+        atomic_store_explicit(&intel, v, memory_order_relaxed);
+    }
+    return v == 1;
+#else
+    return false;
+#endif
+}
+
+int quant_matvec_streams(void)
+{
+    int mode = atomic_load_explicit(&mm_streams_mode, memory_order_relaxed);
+    return mode == QUANT_STREAMS_TWO || (mode == QUANT_STREAMS_AUTO && mm_two_streams_here()) ? 2
+                                                                                            : 1;
+}
+
+/* Whether the job walks two streams per thread: products of one
+ * activation (decode, which streams weights from DRAM), rows of at most
+ * MM_PAIR_MAX_ROW_BYTES and at least MM_PAIR_MIN_CHUNKS chunks per stream,
+ * where quant_matvec_set_streams asks for two. */
+static bool mm_pairs(const mm_part *parts, int n_parts, int64_t n_chunks, int n_threads)
+{
+    if (quant_matvec_streams() != 2)
+        return false;
+    for (int i = 0; i < n_parts; i++)
+        if (parts[i].m != 1 || parts[i].w_row_bytes > MM_PAIR_MAX_ROW_BYTES)
+            return false;
+    return n_chunks >= (int64_t)MM_PAIR_MIN_CHUNKS * 2 * n_threads;
+}
+
+/* Runs chunks [0, n_chunks) of parts over the pool: one stream per thread,
+ * or two (mm_pairs). */
 static int mm_run(sw_pool *pool, const mm_part *parts, int n_parts, int64_t n_chunks, sw_err *err)
 {
     if (n_chunks == 0)
         return 0;
-    struct mm_job j = {parts, n_parts, NULL, 0};
-    int n_streams = sw_pool_size(pool);
-    if (n_streams > n_chunks)
-        n_streams = (int)n_chunks;
-    mm_stream stack_streams[STACK_STREAMS];
+    struct mm_job j = {parts, n_parts, NULL, 0, false};
+    int n_tasks = sw_pool_size(pool);
+    if (n_tasks > n_chunks)
+        n_tasks = (int)n_chunks;
+    j.paired = mm_pairs(parts, n_parts, n_chunks, n_tasks);
+    int n_streams = j.paired ? 2 * n_tasks : n_tasks;
+    mm_stream stack_streams[2 * STACK_STREAMS];
     j.streams = stack_streams;
-    if (n_streams > STACK_STREAMS) {
+    if (n_streams > 2 * STACK_STREAMS) {
         j.streams = aligned_alloc(64, sizeof(mm_stream) * (size_t)n_streams);
         if (!j.streams)
             return sw_errf(err, SW_ENOMEM, "matmul: out of memory");
@@ -371,10 +550,10 @@ static int mm_run(sw_pool *pool, const mm_part *parts, int n_parts, int64_t n_ch
         uint64_t b = (uint64_t)(n_chunks * (s + 1) / n_streams);
         atomic_init(&j.streams[s].range, b << 32 | f);
     }
-    if (n_streams == 1)
+    if (n_tasks == 1)
         mm_task(&j, 0, 1, 0);
     else
-        sw_pool_run(pool, mm_task, &j, n_streams);
+        sw_pool_run(pool, mm_task, &j, n_tasks);
     if (j.streams != stack_streams)
         free(j.streams);
     return 0;

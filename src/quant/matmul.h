@@ -16,9 +16,10 @@
  * How: the activations are converted once to wtype's activation type (Q8_0,
  * Q8_1 or Q8_K; float types use x as it is), then each thread of the pool
  * streams through its own contiguous share of the weight rows, in small
- * chunks, and a thread that finishes early steals chunks from the far end
- * of the others' shares (so a thread that loses its core costs little; see
- * matmul.c). For m > 1 each weight row, once loaded, is multiplied with a
+ * chunks (for one activation on Intel CPUs, as two streams: the halves of
+ * its share in alternation; quant_matvec_set_streams below), and a thread
+ * that finishes early steals chunks from the far end of the others' shares
+ * (so a thread that loses its core costs little; see matmul.c). For m > 1 each weight row, once loaded, is multiplied with a
  * block of activations that fits in L2 before moving on, so weights are
  * read from memory once.
  *
@@ -68,5 +69,29 @@ typedef struct quant_mv {
 } quant_mv;
 
 int quant_matvec_multi(sw_pool *pool, const quant_mv *items, int n, sw_err *err);
+
+/*
+ * How a thread reads its share of a matrix-vector product's rows (all
+ * three calls above with one activation; batches always use one):
+ *
+ *   QUANT_STREAMS_ONE   one contiguous stream, chunk after chunk;
+ *   QUANT_STREAMS_TWO   its share cut in two halves, read in alternation
+ *                       about 1 KiB at a time: two streams far apart;
+ *   QUANT_STREAMS_AUTO  two on Intel CPUs, one elsewhere (the default).
+ *
+ * On the Intel Xeon that bench/RESULTS.md records, one core reads two far
+ * streams faster than one (matmul.c has the figures); the AMD EPYC is not
+ * measured, so it keeps one. Results are the same bits either way.
+ * Process-wide; for benchmarks and tests.
+ */
+typedef enum quant_streams {
+    QUANT_STREAMS_AUTO = 0,
+    QUANT_STREAMS_ONE = 1,
+    QUANT_STREAMS_TWO = 2,
+} quant_streams;
+
+void quant_matvec_set_streams(quant_streams mode);
+/* Streams per thread (1 or 2) that a large enough product uses now. */
+int quant_matvec_streams(void);
 
 #endif
