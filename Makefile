@@ -79,6 +79,15 @@ $(BUILD)/spillway-bench: $(BENCH_OBJ) $(REL_LIB_OBJ)
 bench: $(BUILD)/spillway-bench $(BUILD)/spillway
 	BUILD=$(BUILD) sh bench/run.sh $(if $(filter-out 0,$(QUICK)),--quick)
 
+# A diagnostic of the memory (bench/probe/stream_probe_avx512.c): one read
+# stream per core against two, with and without arithmetic between loads
+$(BUILD)/stream-probe: bench/probe/stream_probe_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(AVX512_FLAGS) -o $@ $<
+
+stream-probe: $(BUILD)/stream-probe
+	$(BUILD)/stream-probe
+
 # --- fuzzing (clang + libFuzzer) ------------------------------------------
 FUZZ := $(BUILD)/fuzz
 FUZZ_SECONDS ?= 60
@@ -109,5 +118,5 @@ fuzz: $(FUZZ_BINS)
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all test bench fuzz clean
+.PHONY: all test bench fuzz clean stream-probe
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
