@@ -23,34 +23,33 @@
  * chunks near its end, where a thief might want them.
  *
  * Two streams per thread. On an Intel Xeon (2-core VM, bench/RESULTS.md)
- * one core reads two streams far apart faster than one: a plain read of
- * two halves of a buffer, 1 KiB from each in turn, with a few
- * multiply-adds per cache line, ran at 21-23 GB/s on one core where one
- * stream ran at 17, and 37-46 against 33 on two; two streams 8 KiB apart
- * ran slower than one (scratch loops, best of 4 passes over 2 GiB). So in
- * a product of one activation (a decode step's) each thread's share is
- * two streams, the halves of its share (in a decode step 0.15 to a few
- * MiB apart), and the task walks them in
- * alternation (mm_walk), MM_PAIR_STEP_BYTES of rows per turn, then the
- * one left alone, then steals as before. Measured with spillway-bench's
- * --matvec-streams on that Xeon, 2 threads: Q4_K 2048x768 x8 26.8-27.0
- * -> 28.8-30.3 GB/s, Q6_K 26.5-27.0 -> 28.0-29.0; 4096x4096 no change;
- * qwen3-30b-a3b q4_k_m decode 13.1-13.4 -> 13.8-14.0 tok/s, llama-3.2-1b
- * q4_k_m 32.5-32.6 -> 33.5-33.7 (spillway bench --matvec-streams 1 and 2
- * alternating). Rows longer than MM_PAIR_MAX_ROW_BYTES stay one stream:
- * a turn is a whole row, and Q8_0's 4352-byte rows read 2-4% slower in
- * turns. Batches (m > 1) stay one stream: they are bound by compute. The
- * AMD EPYC is not measured, so elsewhere than on Intel CPUs a thread
- * walks one stream (quant_matvec_set_streams).
+ * one core reads two streams far apart faster than one: `make
+ * stream-probe`'s loop, two halves of a buffer read 1 KiB at a time in
+ * turn with a few multiply-adds per cache line, ran at 21-23 GB/s on one
+ * core where one stream ran at 17, and at 37-44 against 33 on two; two
+ * streams 8 KiB apart ran slower than one. So in a product of one
+ * activation (a decode step's) each thread's share is two streams, its
+ * halves (in a decode step 0.15 to a few MiB apart); the task walks them
+ * in alternation (mm_walk), MM_PAIR_STEP_BYTES of rows per turn, then the
+ * one left alone, then steals as before. Measured with --matvec-streams
+ * on that Xeon, 2 threads: spillway-bench's Q4_K 2048x768 x8 26.8-27.0 ->
+ * 28.8-30.3 GB/s, Q6_K 26.5-27.0 -> 28.0-29.0, 4096x4096 no change;
+ * `spillway bench` decode, qwen3-30b-a3b q4_k_m 13.1-13.4 -> 13.8-14.0
+ * tok/s, llama-3.2-1b q4_k_m 32.5-32.6 -> 33.5-33.7. Rows longer than
+ * MM_PAIR_MAX_ROW_BYTES stay one stream: a turn is a whole row, and Q8_0's
+ * 4352-byte rows read 1-4% slower in turns. Batches (m > 1) stay one
+ * stream: they are bound by compute. The AMD EPYC is not measured, so
+ * elsewhere than on Intel CPUs a thread walks one stream
+ * (quant_matvec_set_streams).
  *
  * Prepared activations. A kernel that rearranges its activation row before
  * use (quant_act_prep) would do so once per chunk; each task instead keeps,
  * per stream it walks, the prepared row of the last activation it met
  * (mm_slot) and rebuilds it only when a chunk of another activation comes
- * up. A batch (m > 1)
- * whose kernel has dot_multi goes through each chunk MM_MULTI_ACTS
- * activations at a time, prepared together, so every weight block is
- * unpacked once per four activations instead of once per activation.
+ * up. A batch (m > 1) whose kernel has dot_multi goes through each chunk
+ * MM_MULTI_ACTS activations at a time, prepared together, so every weight
+ * block is unpacked once per four activations instead of once per
+ * activation.
  */
 #include "quant/matmul.h"
 
