@@ -391,6 +391,12 @@ TEST(bench_retry_decode_passes)
     CHECK_HAS(err, "bad value '-1' for --retry-decode");
     free(out);
     free(err);
+
+    rc = spill(&out, &err, "bench '%s' --gen 8 --matvec-streams 3", test_fixture(STORIES));
+    CHECK(rc != 0);
+    CHECK_HAS(err, "bad value '3' for --matvec-streams");
+    free(out);
+    free(err);
 }
 
 /* --quiet-ref replaces the run's best sample as what quiet is measured

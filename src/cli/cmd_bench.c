@@ -651,7 +651,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
             bad = *end || !(a->quiet_ref >= 0 && a->quiet_ref < 1e15);
         } else if (!strcmp(o, "--matvec-streams") && v) {
             bad = cli_parse_int(argv[++i], 1, 2, &us);
-            quant_matvec_set_streams(us == 2 ? QUANT_STREAMS_TWO : QUANT_STREAMS_ONE);
+            if (!bad)
+                quant_matvec_set_streams(us == 2 ? QUANT_STREAMS_TWO : QUANT_STREAMS_ONE);
         } else if (!strcmp(o, "--prompt") && v) {
             bad = cli_parse_int(argv[++i], 0, 1 << 20, &a->n_prompt);
         } else if (!strcmp(o, "--gen") && v) {
